@@ -1,0 +1,21 @@
+"""The CLI entry point: help, version, and one-line errors."""
+import subprocess
+import sys
+
+from fairseg_bench import __version__
+
+
+def fairseg(*args):
+    return subprocess.run([sys.executable, "-m", "fairseg_bench", *args], capture_output=True, text=True)
+
+
+def test_help_and_version():
+    out = fairseg("--help")
+    assert out.returncode == 0 and "Usage: fairseg-bench" in out.stdout
+    out = fairseg("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_unknown_command_is_a_usage_error():
+    out = fairseg("no-such-command")
+    assert out.returncode == 2 and "No such command" in out.stderr and "Traceback" not in out.stderr
