@@ -1,0 +1,241 @@
+"""Experiment configs: frozen dataclasses read from YAML, checked key by key, overridable.
+
+A config file has the sections ``data``, ``model``, ``optim``, ``train`` and ``eval`` and the
+top-level keys ``name``, ``losses``, ``seeds``, ``out``, ``device`` and ``quiet`` (see
+``experiments/quick.yaml``). Every key is optional (the defaults below); an unknown key or a
+bad value is a ``UserError`` naming the file and the key. Command-line options override the
+file through :meth:`ExperimentConfig.override`; the resolved config is saved beside every run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fairseg_bench.errors import UserError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments"
+# Keys that vary between the runs of one experiment or only say where/how to run: not hashed.
+UNHASHED_KEYS = ("losses", "seeds", "out", "device", "quiet")
+
+
+# ----------------------------------------------------------------------------- value checks
+# Each check returns the (normalised) value, or a Bad naming what was expected.
+class Bad(str):
+    """What a value should have been (returned by a check instead of the value)."""
+
+
+def _positive_int(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else Bad("a positive integer")
+
+
+def _non_negative_int(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else Bad("a non-negative integer")
+
+
+def _number(lo=None, hi=None, lo_open=False):
+    def check(v):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)
+        bounds = f" {'>' if lo_open else '>='} {lo}" if lo is not None else ""
+        bounds += f" and <= {hi}" if hi is not None else ""
+        return float(v) if ok else Bad(f"a number{bounds}")
+    return check
+
+
+def _bool(v):
+    return v if isinstance(v, bool) else Bad("true or false")
+
+
+def _string(v):
+    return v if isinstance(v, str) and v.strip() else Bad("a non-empty string")
+
+
+def _optional_string(v):
+    return v if v is None or (isinstance(v, str) and v.strip()) else Bad("a path or null")
+
+
+def _choice(*choices):
+    return lambda v: v if v in choices else Bad(f"one of {', '.join(choices)}")
+
+
+def _mapping(v):
+    return dict(v) if isinstance(v, dict) else Bad("a mapping of options")
+
+
+def _string_list(v):
+    if isinstance(v, str):
+        v = [s.strip() for s in v.split(",") if s.strip()]
+    ok = isinstance(v, (list, tuple)) and v and all(isinstance(s, str) and s.strip() for s in v)
+    return tuple(v) if ok else Bad("a non-empty list of strings")
+
+
+def _int_list(v):
+    ok = isinstance(v, (list, tuple)) and v and all(_non_negative_int(s) == s for s in v)
+    return tuple(v) if ok and len(set(v)) == len(v) else Bad("a non-empty list of distinct non-negative integers")
+
+
+def _checked(default, check):
+    """A dataclass field carrying its value check."""
+    factory = {"default_factory": lambda: dict(default)} if isinstance(default, dict) else {"default": default}
+    return field(metadata={"check": check}, **factory)
+
+
+# ----------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where, and the options ``build_dataset`` gets for each split."""
+
+    dataset: str = _checked("synthetic", _string)
+    root: str | None = _checked(None, _optional_string)
+    train_options: dict = _checked({}, _mapping)
+    val_options: dict = _checked({}, _mapping)
+    num_workers: int = _checked(0, _non_negative_int)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model builder name and whether to load pretrained backbone weights."""
+
+    name: str = _checked("small_unet", _string)
+    pretrained: bool = _checked(False, _bool)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and poly learning-rate schedule."""
+
+    name: str = _checked("sgd", _choice("sgd", "adam", "adamw"))
+    lr: float = _checked(0.01, _number(0, lo_open=True))
+    momentum: float = _checked(0.9, _number(0, 1))
+    weight_decay: float = _checked(0.0, _number(0))
+    poly_power: float = _checked(0.9, _number(0))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training budget: iterations, total batch size (over all ranks), checkpoints, precision."""
+
+    iters: int = _checked(600, _positive_int)
+    batch_size: int = _checked(16, _positive_int)
+    checkpoint_every: int = _checked(100, _positive_int)
+    amp: bool = _checked(True, _bool)  # used on CUDA only
+    channels_last: bool = _checked(True, _bool)  # used on CUDA only
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation batch size and how many validation images to keep for figures."""
+
+    batch_size: int = _checked(16, _positive_int)
+    samples: int = _checked(8, _non_negative_int)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: every loss × seed trained with the same data, model and budget."""
+
+    name: str = _checked("experiment", _string)
+    losses: tuple = _checked(("mcce",), _string_list)
+    seeds: tuple = _checked((0,), _int_list)
+    out: str = _checked("runs", _string)
+    device: str = _checked("auto", _choice("auto", "cpu", "cuda"))
+    quiet: bool = _checked(False, _bool)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def override(self, **options) -> "ExperimentConfig":
+        """Apply command-line overrides (None = keep): losses, seeds, data_root, out, device,
+        iters, batch_size, quiet."""
+        options = {k: v for k, v in options.items() if v is not None}
+        top = {k: options.pop(k) for k in ("losses", "seeds", "out", "device", "quiet", "name") if k in options}
+        raw = self.resolved_dict()
+        raw.update(top)
+        for key, (section, name) in {"data_root": ("data", "root"), "iters": ("train", "iters"),
+                                     "batch_size": ("train", "batch_size")}.items():
+            if key in options:
+                raw[section][name] = options.pop(key)
+        if options:
+            raise UserError(f"unknown override(s): {', '.join(sorted(options))}")
+        return config_from_dict(raw, source="command line")
+
+    def resolved_dict(self) -> dict:
+        """The full config as plain YAML/JSON types (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+# ----------------------------------------------------------------------------- loading
+def _build(cls, raw, source: str, prefix: str = ""):
+    """Instantiate ``cls`` from a mapping, checking every key and value."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: {prefix.rstrip('.') or 'the file'} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise UserError(f"{source}: unknown key {prefix}{unknown[0]} (valid: {', '.join(fields)})")
+    values = {}
+    for name, value in raw.items():
+        if name in SECTIONS and cls is ExperimentConfig:
+            values[name] = _build(SECTIONS[name], value or {}, source, f"{name}.")
+            continue
+        checked = fields[name].metadata["check"](value)
+        if isinstance(checked, Bad):
+            raise UserError(f"{source}: {prefix}{name} must be {checked}, got {value!r}")
+        values[name] = checked
+    return cls(**values)
+
+
+def config_from_dict(raw: dict, source: str = "config") -> ExperimentConfig:
+    """Build and check a config from a parsed mapping."""
+    return _build(ExperimentConfig, raw, source)
+
+
+def resolve_config_path(path_or_name: str | Path) -> Path:
+    """A config file path, or the name of a shipped preset (``quick`` -> experiments/quick.yaml)."""
+    path = Path(path_or_name)
+    candidates = [path]
+    if path.suffix not in (".yaml", ".yml"):
+        candidates += [path.with_name(path.name + ".yaml")]
+    candidates += [PRESET_DIR / c.name for c in candidates]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    raise UserError(f"{path_or_name}: no such config file (presets: {', '.join(presets) or 'none found'})")
+
+
+def load_config(path_or_name: str | Path) -> ExperimentConfig:
+    """Read a YAML config (or preset name); the experiment name defaults to the file's stem."""
+    path = resolve_config_path(path_or_name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise UserError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+    raw = {} if raw is None else raw
+    if isinstance(raw, dict):
+        raw.setdefault("name", path.stem)
+    return config_from_dict(raw, source=str(path))
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML text (loadable again with ``load_config``)."""
+    return yaml.safe_dump(cfg.resolved_dict(), sort_keys=False)
+
+
+def config_hash(cfg: ExperimentConfig) -> str:
+    """sha256 of the canonical JSON of the resolved config without losses, seeds, out, device, quiet."""
+    resolved = {k: v for k, v in cfg.resolved_dict().items() if k not in UNHASHED_KEYS}
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
