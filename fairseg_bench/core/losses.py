@@ -1,0 +1,549 @@
+"""The loss family: MCCE, weighted CE, Focal and the Tilted Cross-Entropy variants.
+
+Functional losses come first; the ``nn.Module`` classes at the end only bind hyper-parameters
+(and, for the online tilt, its running state). Every loss takes logits ``(N, C, H, W)`` and an
+int64 target ``(N, H, W)`` whose ``ignore_index`` pixels count nowhere, and returns a scalar.
+
+All of them start from one ``F.cross_entropy(reduction="none")`` pass (the per-pixel CE, 0 at
+ignored pixels, with a zero gradient there) and reduce it with sums, ``bincount`` and
+``index_add``; no per-class Python loop and no one-hot tensor, so forward+backward costs little
+more than ``F.cross_entropy`` itself (see ``benchmarks/bench_losses.py``).
+
+Choices the paper leaves open (DESIGN.md §2):
+
+* Means are over valid (non-ignored) pixels. A batch with no valid pixel gives a loss of 0 with
+  a zero gradient rather than NaN.
+* Weighted CE: ``w_c = 1 / f_c`` (``f_c`` the class pixel frequency of the training set),
+  normalised to mean 1 over the classes seen in training; classes with no training pixel get
+  weight 0. The loss is ``sum_i w_{y_i} CE_i / sum_i w_{y_i}``, exactly ``F.cross_entropy`` with
+  ``weight``.
+* Focal: softmax focal loss ``-alpha_y (1 - p_y)^gamma log p_y``; ``alpha`` the inverse class
+  frequency normalised to mean 1 by default (sum 1 as an option; it divides the loss scale by K),
+  or all ones; the denominator is the number of valid pixels (not the sum of alpha).
+* Tilted losses use :func:`fairseg_bench.core.tilt.tilted_mean` (log space, either sign of t,
+  plain mean for ``|t| < 1e-6``). Per-image / per-class means are float32 (float64 for float64
+  inputs) even under autocast. Class level: ``K_m`` counts the classes present in image m;
+  images without a valid pixel are skipped (eq. 2 as well).
+* Validation is cheap: shapes/dtypes on the host, and the target range with one ``aminmax``
+  (a second masked pass only when the target holds the ignore index or a bad value).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fairseg_bench.core.tilt import log_ema_update, tilted_mean
+
+__all__ = [
+    "pixel_cross_entropy",
+    "mcce",
+    "weighted_cross_entropy",
+    "inverse_frequency_weights",
+    "focal_alpha",
+    "focal_loss",
+    "image_tilted_cross_entropy",
+    "class_tilted_cross_entropy",
+    "tilted_cross_entropy",
+    "batch_class_means",
+    "online_class_weights",
+    "CrossEntropyLoss",
+    "WeightedCrossEntropyLoss",
+    "FocalLoss",
+    "TiltedCrossEntropy",
+    "OnlineTiltedCrossEntropy",
+]
+
+TILT_LEVELS = ("image", "class")
+ALPHA_NORMALISATIONS = ("mean", "sum")
+
+
+# ----------------------------------------------------------------------------------- checks
+
+
+def check_inputs(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+    """Raise ``ValueError`` naming the problem if logits/target are not a valid pair.
+
+    Shapes and dtypes are checked on the host. The target range costs one masked ``aminmax``
+    and one device synchronisation; the mask it needs (valid = not ignored) is returned, since
+    every loss needs it for its denominator anyway.
+
+    Returns:
+        The valid-pixel mask ``target != ignore_index``.
+
+    Shape:
+        logits ``(N, C, H, W)`` floating point; target ``(N, H, W)`` int64 -> mask ``(N, H, W)``.
+    """
+    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
+        raise ValueError(f"logits and target must be tensors, got {type(logits).__name__} and {type(target).__name__}")
+    if logits.ndim != 4:
+        raise ValueError(f"logits must be 4-D (N, C, H, W), got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be floating point, got {logits.dtype}")
+    if target.dtype != torch.int64:
+        raise ValueError(f"target must be int64 (torch.long), got {target.dtype}")
+    n, c, h, w = logits.shape
+    if tuple(target.shape) != (n, h, w):
+        raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}; expected {(n, h, w)}")
+    if c < 1:
+        raise ValueError("logits have no class channel (C = 0)")
+    valid = target != ignore_index
+    if target.numel() == 0:
+        return valid
+    low, high = (int(v) for v in torch.aminmax(torch.where(valid, target, 0)))
+    if low < 0 or high >= c:
+        bad = low if low < 0 else high
+        raise ValueError(f"target value {bad} is outside [0, {c}) and is not the ignore index {ignore_index}")
+    return valid
+
+
+def _check_tilt(t: float) -> float:
+    """Return ``t`` as a float; any finite value is valid (negative t leans to the smallest)."""
+    try:
+        value = float(t)
+    except (TypeError, ValueError):
+        raise ValueError(f"tilt t must be a finite number, got {t!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"tilt t must be a finite number, got {t!r}")
+    return value
+
+
+def _check_focal_gamma(gamma: float) -> float:
+    value = float(gamma)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"focal gamma must be a finite number >= 0, got {gamma!r}")
+    return value
+
+
+def _check_ema_rate(gamma: float) -> float:
+    value = float(gamma)
+    if not 0.0 < value <= 1.0:  # also rejects NaN
+        raise ValueError(f"EMA rate gamma must be in (0, 1], got {gamma!r}")
+    return value
+
+
+def _check_class_vector(values, num_classes: int, what: str) -> None:
+    if values.ndim != 1 or values.shape[0] != num_classes:
+        raise ValueError(f"{what} must have shape ({num_classes},) for {num_classes} classes, got {tuple(values.shape)}")
+
+
+# ------------------------------------------------------------------------------ per pixel
+
+
+def _reduction_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64 (gradcheck); everything else reduces in float32 (AMP-safe)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _full_precision(logits: Tensor) -> Tensor:
+    """Half-precision logits are promoted, so every loss is float32 even under autocast."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def _cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, reduction: str, weight: Tensor | None = None) -> Tensor:
+    logits = _full_precision(logits)
+    with torch.autocast(logits.device.type, enabled=False):
+        return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+
+
+def _checked_pixel_ce(logits: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
+    valid = check_inputs(logits, target, ignore_index)
+    return _cross_entropy(logits, target, ignore_index, "none"), valid
+
+
+def pixel_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+    """Per-pixel cross-entropy (float32 or float64), 0 with a zero gradient at ignored pixels.
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` -> ``(N, H, W)``.
+    """
+    return _checked_pixel_ce(logits, target, ignore_index)[0]
+
+
+def mcce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+    """Multi-class cross-entropy, eq. (1): the mean CE over the valid pixels of the batch.
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
+    """
+    valid = check_inputs(logits, target, ignore_index)
+    total = _cross_entropy(logits, target, ignore_index, "sum")
+    return total / valid.sum().clamp(min=1)
+
+
+# ----------------------------------------------------------------------------- weighted CE
+
+
+def inverse_frequency_weights(class_pixel_counts) -> Tensor:
+    """Inverse class pixel frequency, normalised to mean 1 over the classes seen in training.
+
+    Classes with no training pixel get weight 0 (they cannot occur in a training target, and an
+    infinite weight would swamp the normalisation).
+
+    Shape:
+        ``(K,)`` pixel counts -> ``(K,)`` float32 weights.
+    """
+    counts = torch.as_tensor(class_pixel_counts, dtype=torch.float64).reshape(-1)
+    if counts.numel() == 0 or bool((counts < 0).any()) or not bool(torch.isfinite(counts).all()):
+        raise ValueError(f"class pixel counts must be finite and non-negative, got {counts.tolist()}")
+    seen = counts > 0
+    if not bool(seen.any()):
+        raise ValueError("class pixel counts are all zero: no class frequency to invert")
+    inverse = torch.where(seen, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
+    return (inverse / inverse[seen].mean()).float()
+
+
+def weighted_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor, ignore_index: int = 255) -> Tensor:
+    """Class-weighted CE: ``sum_i w_{y_i} CE_i / sum_i w_{y_i}`` over valid pixels.
+
+    The same value as ``F.cross_entropy(..., weight=weight)``, but 0 instead of NaN for a batch
+    with no valid pixel.
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)``, weight ``(C,)`` -> scalar.
+    """
+    valid = check_inputs(logits, target, ignore_index)
+    num_classes = logits.shape[1]
+    _check_class_vector(weight, num_classes, "weight")
+    weight = weight.to(device=logits.device, dtype=_full_precision(logits).dtype)
+    total = _cross_entropy(logits, target, ignore_index, "sum", weight)
+    # Pixel count per class (ignored pixels land in the extra bin C) -> the weight mass.
+    binned = torch.where(valid, target, num_classes)
+    counts = torch.bincount(binned.reshape(-1), minlength=num_classes + 1)[:num_classes]
+    mass = (counts.to(weight.dtype) * weight).sum()
+    return total / torch.where(mass > 0, mass, torch.ones_like(mass))
+
+
+# ----------------------------------------------------------------------------------- focal
+
+
+def focal_alpha(class_pixel_counts, normalise: str = "mean") -> Tensor:
+    """Focal's per-class alpha: inverse class pixel frequency, normalised to mean 1 (or sum 1).
+
+    Sum-1 alphas scale the loss (and an SGD step) down by K; mean 1 keeps MCCE's scale.
+
+    Shape:
+        ``(K,)`` pixel counts -> ``(K,)`` float32.
+    """
+    if normalise not in ALPHA_NORMALISATIONS:
+        raise ValueError(f"alpha normalisation must be one of {ALPHA_NORMALISATIONS}, got {normalise!r}")
+    weights = inverse_frequency_weights(class_pixel_counts)
+    return weights / weights.sum() if normalise == "sum" else weights
+
+
+def focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    gamma: float = 2.0,
+    alpha: Tensor | None = None,
+    ignore_index: int = 255,
+) -> Tensor:
+    """Softmax focal loss ``-alpha_y (1 - p_y)^gamma log p_y``, mean over valid pixels.
+
+    Args:
+        gamma: focusing parameter, ``>= 0``; ``gamma = 0`` and no alpha is MCCE.
+        alpha: optional per-class weights ``(C,)`` (see :func:`focal_alpha`); None means 1.
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
+    """
+    gamma = _check_focal_gamma(gamma)
+    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
+    loss = ce
+    if gamma > 0:
+        # 1 - p = -expm1(-CE) keeps precision for confident pixels; below gamma = 1 the power's
+        # derivative is infinite at 0 (CE is exactly 0 for very confident pixels), so clamp the
+        # base away from 0: the term and its true gradient both vanish there.
+        one_minus_p = -torch.expm1(-ce)
+        if gamma < 1:
+            one_minus_p = one_minus_p.clamp(min=torch.finfo(ce.dtype).tiny)
+        loss = one_minus_p.pow(gamma) * ce
+    if alpha is not None:
+        num_classes = logits.shape[1]
+        _check_class_vector(alpha, num_classes, "alpha")
+        # Ignored pixels have CE = 0, so the class they are clamped into does not matter.
+        alpha = alpha.to(device=ce.device, dtype=ce.dtype)
+        loss = loss * alpha[target.clamp(0, num_classes - 1)]
+    return loss.sum() / valid.sum().clamp(min=1)
+
+
+# ------------------------------------------------------------------------------------- TCE
+
+
+def _safe_rows(present: Tensor) -> tuple[Tensor, Tensor]:
+    """Mask for ``tilted_mean`` that never leaves a row empty, and which rows had an entry.
+
+    An all-false row would give NaN, and NaN poisons the backward pass even when the row is
+    masked out afterwards. Such rows are computed over all their (zero) entries instead and
+    then dropped by the caller with the returned ``has_any``.
+    """
+    has_any = present.any(-1, keepdim=True)
+    return present | ~has_any, has_any.squeeze(-1)
+
+
+def _mean_over_rows(row_values: Tensor, has_any: Tensor) -> Tensor:
+    kept = has_any.to(row_values.dtype)
+    return (row_values * kept).sum() / kept.sum().clamp(min=1)
+
+
+def image_tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, ignore_index: int = 255) -> Tensor:
+    """Image-level TCE, eq. (2): ``(1/t) log((1/M) sum_m exp(t L_m))``.
+
+    ``L_m`` is the mean CE over the valid pixels of image m; images without one are skipped.
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
+    """
+    t = _check_tilt(t)
+    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
+    dtype = _reduction_dtype(ce.dtype)
+    with torch.autocast(ce.device.type, enabled=False):
+        counts = valid.sum((1, 2))
+        image_loss = ce.to(dtype).sum((1, 2)) / counts.clamp(min=1).to(dtype)
+        present = counts > 0
+        mask, has_any = _safe_rows(present)
+        tilted = tilted_mean(image_loss, t, dim=0, mask=mask)
+        return tilted * has_any.to(dtype)
+
+
+def _image_class_sums(ce: Tensor, target: Tensor, valid: Tensor, num_classes: int, per_image: bool):
+    """CE sums and pixel counts per (image, class) — or per class over the batch.
+
+    One ``index_add`` and one ``bincount`` over flat keys ``image * (C + 1) + class``; ignored
+    pixels go to the extra class bin C, dropped at the end.
+
+    Shape:
+        ce, target, valid ``(N, H, W)`` -> sums, counts ``(N, C)`` (``per_image``) or ``(C,)``.
+    """
+    bins = num_classes + 1
+    key = torch.where(valid, target, num_classes)
+    rows = 1
+    if per_image:
+        rows = target.shape[0]
+        key = key + torch.arange(rows, device=key.device).view(-1, 1, 1) * bins
+    key = key.reshape(-1)
+    dtype = _reduction_dtype(ce.dtype)
+    sums = torch.zeros(rows * bins, dtype=dtype, device=ce.device).index_add(0, key, ce.reshape(-1).to(dtype))
+    counts = torch.bincount(key, minlength=rows * bins)
+    sums, counts = sums.view(rows, bins)[:, :num_classes], counts.view(rows, bins)[:, :num_classes]
+    return (sums, counts) if per_image else (sums[0], counts[0])
+
+
+def class_tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, ignore_index: int = 255) -> Tensor:
+    """Class-level TCE, eq. (3): per image ``(1/t) log((1/K_m) sum_c exp(t L_{m,c}))``, averaged.
+
+    ``L_{m,c}`` is the mean CE over the pixels of class c in image m, ``K_m`` the number of
+    classes present in image m; images without a valid pixel are skipped.
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
+    """
+    t = _check_tilt(t)
+    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
+    with torch.autocast(ce.device.type, enabled=False):
+        sums, counts = _image_class_sums(ce, target, valid, logits.shape[1], per_image=True)
+        class_loss = sums / counts.clamp(min=1).to(sums.dtype)
+        mask, has_any = _safe_rows(counts > 0)
+        per_image = tilted_mean(class_loss, t, dim=1, mask=mask)
+        return _mean_over_rows(per_image, has_any)
+
+
+def tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, level: str = "image", ignore_index: int = 255) -> Tensor:
+    """Tilted CE at ``level`` ``"image"`` (eq. 2) or ``"class"`` (eq. 3).
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
+    """
+    if level == "image":
+        return image_tilted_cross_entropy(logits, target, t, ignore_index)
+    if level == "class":
+        return class_tilted_cross_entropy(logits, target, t, ignore_index)
+    raise ValueError(f"tilt level must be one of {TILT_LEVELS}, got {level!r}")
+
+
+# ------------------------------------------------------------------------------ online TCE
+
+
+def batch_class_means(logits: Tensor, target: Tensor, ignore_index: int = 255) -> tuple[Tensor, Tensor]:
+    """``R_c``, the mean CE over the class-c pixels of the whole batch, and the pixel counts.
+
+    Classes absent from the batch get ``R_c = 0`` and count 0.
+
+    Shape:
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` -> ``(C,)`` float, ``(C,)`` int64.
+    """
+    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
+    with torch.autocast(ce.device.type, enabled=False):
+        sums, counts = _image_class_sums(ce, target, valid, logits.shape[1], per_image=False)
+        return sums / counts.clamp(min=1).to(sums.dtype), counts
+
+
+def online_class_weights(log_ema: Tensor, present: Tensor) -> Tensor:
+    """``w = softmax(log L~)`` over the present classes (0 elsewhere); rows sum to 1.
+
+    Shape:
+        log_ema ``(C,)``, present ``(C,)`` bool -> ``(C,)``; all zeros when nothing is present.
+    """
+    masked = torch.where(present, log_ema, torch.full_like(log_ema, -math.inf))
+    weights = torch.softmax(masked, dim=0)
+    return torch.where(present, weights, torch.zeros_like(weights))
+
+
+def _all_reduce_sum(tensor: Tensor) -> Tensor:
+    """Sum over ranks when torch.distributed is initialised (else unchanged)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+    return tensor
+
+
+# --------------------------------------------------------------------------------- modules
+
+
+class _SegmentationLoss(nn.Module):
+    """Holds ``ignore_index``; subclasses implement ``forward(logits, target)``."""
+
+    def __init__(self, ignore_index: int = 255):
+        super().__init__()
+        self.ignore_index = int(ignore_index)
+
+
+class CrossEntropyLoss(_SegmentationLoss):
+    """MCCE, eq. (1), as a module: ``loss(logits, target) -> scalar``."""
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return mcce(logits, target, self.ignore_index)
+
+
+class WeightedCrossEntropyLoss(_SegmentationLoss):
+    """Class-weighted CE with fixed weights (e.g. :func:`inverse_frequency_weights`)."""
+
+    def __init__(self, weight: Sequence[float] | Tensor, ignore_index: int = 255):
+        super().__init__(ignore_index)
+        weight = torch.as_tensor(weight, dtype=torch.float32)
+        if weight.ndim != 1 or not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
+            raise ValueError(f"weight must be a 1-D vector of finite non-negative numbers, got {weight.tolist()}")
+        self.register_buffer("weight", weight)
+
+    @classmethod
+    def from_class_pixel_counts(cls, class_pixel_counts, ignore_index: int = 255) -> "WeightedCrossEntropyLoss":
+        """Inverse-frequency weights, mean 1 over the classes seen in training."""
+        return cls(inverse_frequency_weights(class_pixel_counts), ignore_index)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return weighted_cross_entropy(logits, target, self.weight, self.ignore_index)
+
+
+class FocalLoss(_SegmentationLoss):
+    """Softmax focal loss with focusing ``gamma`` and optional per-class ``alpha``.
+
+    Args:
+        gamma: ``>= 0`` (default 2, the paper's).
+        alpha: None (all ones) or a ``(C,)`` vector used as given (see :func:`focal_alpha`).
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: Sequence[float] | Tensor | None = None, ignore_index: int = 255):
+        super().__init__(ignore_index)
+        self.gamma = _check_focal_gamma(gamma)
+        if alpha is not None:
+            alpha = torch.as_tensor(alpha, dtype=torch.float32)
+            if alpha.ndim != 1 or not bool(torch.isfinite(alpha).all()) or bool((alpha < 0).any()):
+                raise ValueError(f"alpha must be a 1-D vector of finite non-negative numbers, got {alpha.tolist()}")
+        self.register_buffer("alpha", alpha)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return focal_loss(logits, target, self.gamma, self.alpha, self.ignore_index)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={'None' if self.alpha is None else 'per-class'}"
+
+
+class TiltedCrossEntropy(_SegmentationLoss):
+    """Tilted CE (eq. 2 at ``level="image"``, eq. 3 at ``level="class"``) with tilt ``t``.
+
+    Any finite ``t``: ``t > 0`` emphasises the worst images/classes, ``t < 0`` the best,
+    ``t = 0`` is the plain mean (MCCE over images, or the class-balanced mean per image).
+    """
+
+    def __init__(self, t: float = 1.0, level: str = "image", ignore_index: int = 255):
+        super().__init__(ignore_index)
+        if level not in TILT_LEVELS:
+            raise ValueError(f"tilt level must be one of {TILT_LEVELS}, got {level!r}")
+        self.t = _check_tilt(t)
+        self.level = level
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return tilted_cross_entropy(logits, target, self.t, self.level, self.ignore_index)
+
+    def extra_repr(self) -> str:
+        return f"t={self.t}, level={self.level!r}"
+
+
+class OnlineTiltedCrossEntropy(_SegmentationLoss):
+    """Class-level tilt with an EMA over batches (``tce-online``, DESIGN.md §2).
+
+    The loss is ``sum_c w_c R_c`` over the classes present in the batch, ``R_c`` the mean CE of
+    the batch's class-c pixels and ``w = softmax`` (over those classes) of ``log L~_c``, a
+    log-space EMA of ``exp(t R_c)`` — Algorithm 1's line 7 applied per class, so the weights are
+    ``L~_c / sum_l L~_l`` as in the sampler. The weights are detached: the gradient is the
+    weighted sum of per-class gradients, as TERM's stochastic solver.
+
+    Resolutions:
+        * a class's estimate starts at its first observation ``t R_c`` (no zero/one init);
+        * only classes present in a batch are updated; the update uses the current batch, so
+          its weights already include it;
+        * in ``train()`` mode the state updates; in ``eval()`` it is only read;
+        * under torch.distributed the (detached) class sums and counts are all-reduced before
+          the update, so every rank keeps the same state; the loss uses the local batch;
+        * the state (``log_ema``, ``seen``) is in buffers and so in ``state_dict``.
+
+    Args:
+        num_classes: K.
+        t: the tilt, any finite number (0 gives class-balanced CE over the present classes).
+        gamma: EMA rate in (0, 1]; default 0.1 (about ten batches of memory).
+    """
+
+    def __init__(self, num_classes: int, t: float = 1.0, gamma: float = 0.1, ignore_index: int = 255):
+        super().__init__(ignore_index)
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.t = _check_tilt(t)
+        self.gamma = _check_ema_rate(gamma)
+        self.register_buffer("log_ema", torch.zeros(self.num_classes, dtype=torch.float64))
+        self.register_buffer("seen", torch.zeros(self.num_classes, dtype=torch.bool))
+
+    @property
+    def weights(self) -> Tensor:
+        """Current class weights over the classes seen so far (a ``(C,)`` float64 copy)."""
+        return online_class_weights(self.log_ema, self.seen)
+
+    @torch.no_grad()
+    def update(self, class_sums: Tensor, class_counts: Tensor) -> None:
+        """Fold one batch's per-class CE sums and pixel counts into the EMA."""
+        both = _all_reduce_sum(torch.stack([class_sums.to(torch.float64), class_counts.to(torch.float64)]))
+        present = both[1] > 0
+        log_value = self.t * both[0] / both[1].clamp(min=1)
+        updated = log_ema_update(self.log_ema, log_value, self.gamma)
+        fresh = present & ~self.seen
+        self.log_ema.copy_(torch.where(fresh, log_value, torch.where(present, updated, self.log_ema)))
+        self.seen |= present
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if logits.shape[1:2] != (self.num_classes,):
+            raise ValueError(f"logits have {logits.shape[1] if logits.ndim > 1 else None} classes, the loss was built for {self.num_classes}")
+        class_loss, counts = batch_class_means(logits, target, self.ignore_index)
+        if self.training:
+            self.update(class_loss.detach() * counts, counts)
+        # In eval mode a class never seen in training is weighted by its current tilted loss.
+        log_ema = torch.where(self.seen, self.log_ema, self.t * class_loss.detach().to(self.log_ema.dtype))
+        weights = online_class_weights(log_ema, counts > 0).to(class_loss.dtype)
+        return (weights * class_loss).sum()
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, t={self.t}, gamma={self.gamma}"

@@ -1,0 +1,346 @@
+"""The loss registry: parse a loss spec, give it a canonical label, build its loss and sampler.
+
+A spec is ``name[:key=value,...]`` (DESIGN.md §1), e.g. ``mcce``, ``focal:gamma=2``,
+``tce:t=0.1``, ``tce-class:t=1``, ``rcs``. Sampler-based methods (``tce``, ``rcs``) train with
+MCCE and configure a batch sampler; every other method uses uniform batches.
+
+Labels are filesystem-safe, deterministic and omit defaults, except for the tilt ``t`` of the
+TCE family, which is always shown (``tce`` and ``tce:t=1`` are both ``tce-t1``). Parameters whose
+default is left to the sampler (``tce``'s ``gamma``, ``rcs``'s ``temperature``) appear in the
+label only when given.
+
+Parsing needs no torch (the CLI and reports use labels); building imports the core lazily.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from fairseg_bench.errors import UserError
+
+__all__ = ["LossSpec", "parse_loss_spec", "build_loss", "build_sampler", "available_losses"]
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _finite(name: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise UserError(f"loss parameter {name}={value!r} must be a finite number")
+    return value
+
+
+def _any_finite(name: str, value: float) -> float:
+    return _finite(name, value)
+
+
+def _non_negative(name: str, value: float) -> float:
+    if not _finite(name, value) >= 0:
+        raise UserError(f"loss parameter {name}={value!r} must be >= 0")
+    return value
+
+
+def _positive(name: str, value: float) -> float:
+    if not _finite(name, value) > 0:
+        raise UserError(f"loss parameter {name}={value!r} must be > 0")
+    return value
+
+
+def _rate(name: str, value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise UserError(f"loss parameter {name}={value!r} must be in (0, 1]")
+    return value
+
+
+def _fraction(name: str, value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise UserError(f"loss parameter {name}={value!r} must be in [0, 1)")
+    return value
+
+
+def _at_least_one(name: str, value: int) -> int:
+    if value < 1:
+        raise UserError(f"loss parameter {name}={value!r} must be >= 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Param:
+    """One spec parameter: its type, default (None = the component's own), check and label key."""
+
+    kind: type  # float, int or str
+    default: Any
+    check: Callable[[str, Any], Any]
+    short: str  # label prefix, e.g. "t" -> "tce-t0.1"
+    choices: tuple[str, ...] = ()
+    always_in_label: bool = False
+
+    def parse(self, name: str, text: str) -> Any:
+        """Convert the text of ``name=text`` to a checked value."""
+        if self.kind is str:
+            if text not in self.choices:
+                raise UserError(f"loss parameter {name}={text!r} must be one of: {', '.join(self.choices)}")
+            return text
+        try:
+            value = int(text) if self.kind is int else float(text)
+        except ValueError:
+            expected = "an integer" if self.kind is int else "a number"
+            raise UserError(f"loss parameter {name}={text!r} is not {expected}") from None
+        return self.check(name, value)
+
+
+def _tilt() -> Param:
+    return Param(float, 1.0, _any_finite, "t", always_in_label=True)
+
+
+@dataclass(frozen=True)
+class LossEntry:
+    """A registered loss: its parameters, whether it drives a sampler, and a one-line summary."""
+
+    params: Mapping[str, Param]
+    sampler: str | None
+    summary: str
+
+
+_REGISTRY: dict[str, LossEntry] = {
+    "mcce": LossEntry({}, None, "multi-class cross-entropy, eq. (1)"),
+    "wce": LossEntry({}, None, "inverse-frequency weighted cross-entropy (weights mean 1)"),
+    "focal": LossEntry(
+        {
+            "gamma": Param(float, 2.0, _non_negative, "g"),
+            "alpha": Param(str, "mean", lambda n, v: v, "a", choices=("mean", "sum", "none")),
+        },
+        None,
+        "softmax focal loss; alpha = inverse class frequency normalised to mean 1 (or sum 1, or none)",
+    ),
+    "tce": LossEntry(
+        {
+            "t": _tilt(),
+            "gamma": Param(float, None, _rate, "g"),
+            "floor": Param(float, 0.0, _fraction, "floor"),
+            "min_pixels": Param(int, 1, _at_least_one, "minpx"),
+        },
+        "tce",
+        "Stochastic TCE (Algorithm 1): MCCE on batches drawn by the adaptive class sampler",
+    ),
+    "tce-image": LossEntry({"t": _tilt()}, None, "image-level tilted cross-entropy, eq. (2)"),
+    "tce-class": LossEntry({"t": _tilt()}, None, "class-level tilted cross-entropy, eq. (3)"),
+    "tce-online": LossEntry(
+        {"t": _tilt(), "gamma": Param(float, 0.1, _rate, "g")},
+        None,
+        "class-level tilt with an EMA of per-class losses over batches",
+    ),
+    "rcs": LossEntry(
+        {
+            "temperature": Param(float, None, _positive, "temp"),
+            "min_pixels": Param(int, 1, _at_least_one, "minpx"),
+        },
+        "rcs",
+        "Rare Class Sampling: MCCE on batches drawn with P(c) ~ exp((1 - f_c) / T)",
+    ),
+}
+
+
+def available_losses() -> list[str]:
+    """Names of the registered losses, in registry order."""
+    return list(_REGISTRY)
+
+
+def describe_losses() -> dict[str, str]:
+    """``name[:params]`` -> one-line summary, for ``--help`` texts and error messages."""
+    return {_usage(name): entry.summary for name, entry in _REGISTRY.items()}
+
+
+def _usage(name: str) -> str:
+    params = _REGISTRY[name].params
+    return f"{name}:{','.join(f'{key}=...' for key in params)}" if params else name
+
+
+def _choices() -> str:
+    return "; ".join(_usage(name) for name in _REGISTRY)
+
+
+# -------------------------------------------------------------------------------- specs
+
+
+def format_number(value: float | int) -> str:
+    """Shortest round-tripping text of a number: ``0.1``, ``1``, ``1e-05``, ``1e20``, ``-2``."""
+    if isinstance(value, int):
+        return str(value)
+    text = repr(float(value))
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text.replace("e+", "e")
+
+
+def _format_value(value: Any) -> str:
+    return value if isinstance(value, str) else format_number(value)
+
+
+@dataclass(frozen=True, eq=False)
+class LossSpec:
+    """A parsed loss spec.
+
+    Attributes:
+        name: the registered name, e.g. ``"tce"``.
+        params: read-only mapping of every parameter with a value (given or default); a
+            parameter whose default belongs to the sampler is present only when given.
+        given: the names of the parameters the text set explicitly.
+    """
+
+    name: str
+    params: Mapping[str, Any]
+    given: frozenset[str] = frozenset()
+
+    @property
+    def sampler(self) -> str | None:
+        """``"tce"``, ``"rcs"`` or None (uniform batches)."""
+        return _REGISTRY[self.name].sampler
+
+    @property
+    def label(self) -> str:
+        """Canonical filesystem-safe label, e.g. ``tce-t0.1``, ``focal-g1``, ``mcce``."""
+        parts = [self.name]
+        for key, param in _REGISTRY[self.name].params.items():
+            if key not in self.params:
+                continue
+            value = self.params[key]
+            if param.always_in_label or value != param.default:
+                parts.append(param.short + _format_value(value))
+        return "-".join(parts)
+
+    @property
+    def text(self) -> str:
+        """Canonical spec text that parses back to an equal spec, e.g. ``tce:t=0.1``."""
+        entry = _REGISTRY[self.name]
+        shown = [
+            f"{key}={_format_value(self.params[key])}"
+            for key, param in entry.params.items()
+            if key in self.params and (param.always_in_label or self.params[key] != param.default)
+        ]
+        return f"{self.name}:{','.join(shown)}" if shown else self.name
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LossSpec):
+            return NotImplemented
+        return self.name == other.name and dict(self.params) == dict(other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.params.items()))))
+
+
+def parse_loss_spec(text: str | LossSpec) -> LossSpec:
+    """Parse ``name[:key=value,...]``; a LossSpec is returned unchanged.
+
+    Raises:
+        UserError: unknown name or parameter, malformed text, duplicate key or a bad value; the
+            message lists the valid choices.
+    """
+    if isinstance(text, LossSpec):
+        return text
+    if not isinstance(text, str):
+        raise UserError(f"loss spec must be text like 'tce:t=1', got {text!r}")
+    name, sep, rest = text.strip().partition(":")
+    name = name.strip().lower()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown loss {name!r} in spec {text!r}; valid: {_choices()}")
+    entry = _REGISTRY[name]
+    given: dict[str, Any] = {}
+    if sep:
+        for item in rest.split(","):
+            key, value = _split_item(text, item)
+            if key not in entry.params:
+                valid = ", ".join(entry.params) or "none"
+                raise UserError(f"unknown parameter {key!r} for loss {name!r} in {text!r}; valid: {valid}")
+            if key in given:
+                raise UserError(f"parameter {key!r} given twice in loss spec {text!r}")
+            given[key] = entry.params[key].parse(key, value)
+    params = {key: param.default for key, param in entry.params.items() if param.default is not None}
+    params.update(given)
+    return LossSpec(name, MappingProxyType(params), frozenset(given))
+
+
+def _split_item(text: str, item: str) -> tuple[str, str]:
+    key, eq, value = item.partition("=")
+    key, value = key.strip(), value.strip()
+    if not eq or not key or not value:
+        raise UserError(f"malformed loss spec {text!r}: expected name[:key=value,...], e.g. 'tce:t=1'; valid: {_choices()}")
+    return key, value
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_loss(spec: str | LossSpec, *, num_classes: int, class_pixel_counts=None, ignore_index: int = 255):
+    """The ``nn.Module`` for a spec, called as ``loss(logits, target) -> scalar``.
+
+    Args:
+        spec: spec text or a parsed :class:`LossSpec`.
+        num_classes: K.
+        class_pixel_counts: ``(K,)`` training pixel counts per class (from the class index);
+            required by ``wce`` and ``focal`` (unless ``alpha=none``).
+        ignore_index: the label that counts nowhere.
+    """
+    from fairseg_bench.core import losses as core
+
+    spec = parse_loss_spec(spec)
+    if int(num_classes) < 1:
+        raise UserError(f"num_classes must be >= 1, got {num_classes!r}")
+    p = spec.params
+    if spec.name in ("mcce", "tce", "rcs"):
+        return core.CrossEntropyLoss(ignore_index)
+    if spec.name == "wce":
+        return core.WeightedCrossEntropyLoss(_class_weights(spec, class_pixel_counts, num_classes), ignore_index)
+    if spec.name == "focal":
+        alpha = None if p["alpha"] == "none" else _class_weights(spec, class_pixel_counts, num_classes, p["alpha"])
+        return core.FocalLoss(p["gamma"], alpha, ignore_index)
+    if spec.name in ("tce-image", "tce-class"):
+        return core.TiltedCrossEntropy(p["t"], level=spec.name.split("-")[1], ignore_index=ignore_index)
+    if spec.name == "tce-online":
+        return core.OnlineTiltedCrossEntropy(num_classes, t=p["t"], gamma=p["gamma"], ignore_index=ignore_index)
+    raise AssertionError(f"registered loss {spec.name!r} has no builder")  # a registry bug
+
+
+def _class_weights(spec: LossSpec, class_pixel_counts, num_classes: int, normalise: str = "mean"):
+    """Inverse-frequency class weights from the class index's pixel counts."""
+    from fairseg_bench.core.losses import focal_alpha
+
+    if class_pixel_counts is None:
+        raise UserError(f"loss {spec.text!r} needs the class pixel counts of the training set (class_pixel_counts)")
+    import numpy as np
+
+    counts = np.asarray(class_pixel_counts)
+    if counts.shape != (num_classes,):
+        raise UserError(f"class_pixel_counts has shape {counts.shape}, expected ({num_classes},) for loss {spec.text!r}")
+    try:
+        return focal_alpha(counts, normalise)
+    except ValueError as error:
+        raise UserError(f"loss {spec.text!r}: {error}") from None
+
+
+def build_sampler(spec: str | LossSpec, *, class_index, batch_size: int, num_batches: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    """The batch sampler for a spec: Stochastic TCE, Rare Class Sampling or uniform batches.
+
+    Args:
+        spec: spec text or a parsed :class:`LossSpec`.
+        class_index: the training set's :class:`~fairseg_bench.core.class_index.ClassIndex`.
+        batch_size: images per batch on this rank.
+        num_batches: batches to yield in total (the training steps).
+        seed, rank, world_size: RNG seed and the distributed layout.
+    """
+    from fairseg_bench.core import sampling
+
+    spec = parse_loss_spec(spec)
+    common = dict(num_batches=num_batches, seed=seed, rank=rank, world_size=world_size)
+    options = {key: value for key, value in spec.params.items()}
+    if spec.sampler == "tce":
+        return sampling.StochasticTCESampler(class_index, batch_size, **options, **common)
+    if spec.sampler == "rcs":
+        return sampling.RareClassSampler(class_index, batch_size, **options, **common)
+    return sampling.UniformBatchSampler(class_index.num_images, batch_size, **common)
