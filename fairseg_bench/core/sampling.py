@@ -510,7 +510,9 @@ def _as_float(name: str, value) -> float:
 
 def _all_reduce_mean(batch_loss) -> float:
     """The loss as a float, averaged over ranks when torch.distributed runs several processes."""
-    value = torch.as_tensor(batch_loss).detach()
+    # float64 from the start: a Python float must not pass through float32 on its way in.
+    value = torch.as_tensor(batch_loss).detach().to(torch.float64) if torch.is_tensor(batch_loss) \
+        else torch.tensor(batch_loss, dtype=torch.float64)
     if value.numel() != 1:
         raise ValueError(f"batch loss must be a scalar, got shape {tuple(value.shape)}")
     dist = torch.distributed
