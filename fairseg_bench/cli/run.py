@@ -1,0 +1,97 @@
+"""``fairseg-bench run / train / evaluate``: parse options, build the config, call the runner."""
+from __future__ import annotations
+
+import click
+
+
+def _seeds(ctx, param, value):
+    """``0,1,2`` -> (0, 1, 2)."""
+    if value is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 0,1,2, got {value!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise click.BadParameter(f"expected non-negative integers like 0,1,2, got {value!r}")
+    return seeds
+
+
+def _losses(ctx, param, value):
+    """``mcce,focal,tce:t=0.1`` -> specs; commas inside a spec's parameters stay with it."""
+    if value is None:
+        return None
+    specs: list[str] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        if "=" in part and ":" not in part and specs:  # a further key=value of the previous spec
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    if not specs:
+        raise click.BadParameter("expected loss specs like mcce,focal,tce:t=1")
+    return tuple(specs)
+
+
+def _common(func):
+    """Options shared by ``run`` and ``train``."""
+    for option in reversed([
+        click.option("-c", "--config", default="quick", show_default=True,
+                     help="Experiment YAML file, or the name of a preset in experiments/."),
+        click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder."),
+        click.option("--out", help="Output folder (default: the config's, 'runs')."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: the config's (auto)."),
+        click.option("--iters", type=click.IntRange(min=1), help="Training steps per run."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Total training batch size."),
+        click.option("--quiet", is_flag=True, default=None, help="No progress bars."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _config(config, **overrides):
+    from fairseg_bench.config import load_config
+
+    return load_config(config).override(**overrides)
+
+
+@click.command()
+@_common
+@click.option("--losses", callback=_losses, help="Comma-separated loss specs, e.g. mcce,focal,tce:t=1.")
+@click.option("--seeds", callback=_seeds, help="Comma-separated seeds, e.g. 0,1,2.")
+def run(config, losses, seeds, data_root, out, device, iters, batch_size, quiet):
+    """Train and evaluate every loss × seed of an experiment; print the tables."""
+    from fairseg_bench.runner import run_experiment
+
+    cfg = _config(config, losses=losses, seeds=seeds, data_root=data_root, out=out, device=device,
+                  iters=iters, batch_size=batch_size, quiet=quiet)
+    run_experiment(cfg)
+
+
+@click.command()
+@_common
+@click.option("--loss", "loss", default="mcce", show_default=True, help="One loss spec, e.g. tce:t=1.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def train(config, loss, seed, data_root, out, device, iters, batch_size, quiet):
+    """Train and evaluate one loss and seed (what torchrun launches for multi-GPU)."""
+    from fairseg_bench.runner import train_single
+
+    cfg = _config(config, data_root=data_root, out=out, device=device, iters=iters,
+                  batch_size=batch_size, quiet=quiet)
+    train_single(cfg, loss, seed)
+
+
+@click.command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="A run's last.pt (its config.yaml must sit beside it).")
+@click.option("--split", default="val", show_default=True)
+@click.option("--out", help="Folder for metrics.json (default: metrics-<split>.json beside the checkpoint).")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--quiet", is_flag=True, default=None)
+def evaluate(checkpoint, split, out, data_root, device, quiet):
+    """Evaluate a saved model and write its metrics.json."""
+    from fairseg_bench.runner import evaluate_checkpoint
+
+    evaluate_checkpoint(checkpoint, split=split, out=out, data_root=data_root, device=device, quiet=quiet)

@@ -1,0 +1,235 @@
+"""The engine: one training loop, one evaluation loop, and atomic, weights-only checkpoints.
+
+Modelled on torchvision's segmentation references (``train_one_epoch`` / ``evaluate``), with
+what a fairness benchmark adds: the batch sampler's ``update`` is fed every step's loss (the
+Stochastic TCE sampler adapts its class draw to it), the loss is checked for NaN/Inf before the
+optimizer step (the last good checkpoint stays as it is), and the evaluation keeps per-image
+statistics for the bootstrap. On CUDA the loops use AMP (float16 + GradScaler) and channels_last.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from fairseg_bench.errors import UserError
+
+
+class NonFiniteLoss(UserError):
+    """The training loss became NaN or infinite; the run stops, its last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- optimisation
+def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """SGD (with momentum), Adam or AdamW over the trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise UserError(f"unknown optimizer {name!r} (choices: sgd, adam, adamw)")
+
+
+def poly_schedule(optimizer: torch.optim.Optimizer, total_steps: int, power: float = 0.9):
+    """The poly learning-rate schedule ``lr * (1 - step / total) ** power`` (DeepLab)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(1.0 - step / total_steps, 0.0) ** power)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+# torch.load(weights_only=True) reads tensors, containers and Python scalars only, so numpy
+# arrays travel as {"__ndarray__": tensor} and RNG states as tensors/lists.
+def to_safe(obj):
+    """Numpy arrays/scalars inside ``obj`` -> tensors/Python scalars that weights_only loads."""
+    if isinstance(obj, dict):
+        return {k: to_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_safe(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def from_safe(obj):
+    """Inverse of :func:`to_safe`."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__ndarray__"}:
+            return obj["__ndarray__"].numpy()
+        return {k: from_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(from_safe(v) for v in obj)
+    return obj
+
+
+def rng_states() -> dict:
+    """The torch (CPU and CUDA), numpy and Python RNG states, weights-only safe."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": [version, list(internal), gauss_next],
+    }
+
+
+def set_rng_states(state: dict) -> None:
+    """Restore what :func:`rng_states` saved."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """``torch.save`` to a temporary file, then rename: ``path`` is always a complete checkpoint."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(to_safe(state), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary objects) onto the CPU."""
+    try:
+        return from_safe(torch.load(path, map_location="cpu", weights_only=True))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise UserError(f"{path}: not a readable checkpoint: {str(exc).splitlines()[0]}") from None
+
+
+# ----------------------------------------------------------------------------- loops
+def _global_mean(value: torch.Tensor) -> float:
+    """The step's loss averaged over ranks (every rank then takes the same NaN decision)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        value = value.detach().float().reshape(1).clone()
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return float(value)
+
+
+def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, scheduler, scaler, *,
+          device: torch.device, start_step: int, total_steps: int, history: list[dict],
+          checkpoint=None, checkpoint_every: int = 100, amp: bool = False, channels_last: bool = False,
+          images_per_step: int | None = None, progress: bool = True) -> int:
+    """Train from ``start_step`` until the sampler runs out; append one history row per step.
+
+    ``checkpoint(step)`` is called every ``checkpoint_every`` steps and after the last one.
+    Returns the final step. Raises :class:`NonFiniteLoss` before the step that would apply a
+    NaN/Inf loss, so parameters and the checkpoint on disk stay finite.
+    """
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    bar = tqdm(total=total_steps, initial=start_step, desc="train", disable=not progress, dynamic_ncols=True)
+    step, tick = start_step, time.perf_counter()
+    for images, target in loader:
+        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            loss = criterion(model(images), target)
+        loss_value = _global_mean(loss)
+        if not math.isfinite(loss_value):
+            bar.close()
+            raise NonFiniteLoss(f"step {step + 1}: the loss is {loss_value}; training stopped "
+                                f"(the last good checkpoint is kept)")
+        lr = scheduler.get_last_lr()[0]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        sampler.update(loss_value)
+        step += 1
+        now = time.perf_counter()
+        rate = (images_per_step or images.shape[0]) / max(now - tick, 1e-9)
+        row = {"step": step, "lr": lr, "loss": loss_value, "grad_norm": float(grad_norm), "images_per_s": rate}
+        if sampler.weights is not None:
+            row["drawn_class"] = sampler.last_class
+            row["weights"] = sampler.weights.tolist()
+        history.append(row)
+        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", refresh=False)
+        bar.update()
+        if checkpoint is not None and (step % checkpoint_every == 0 or step == total_steps):
+            checkpoint(step)
+        tick = time.perf_counter()  # checkpoint time is not training time
+    bar.close()
+    return step
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 255,
+             device: torch.device, amp: bool = False, channels_last: bool = False,
+             progress: bool = True):
+    """Accumulate the confusion matrix (with per-image statistics) of ``model`` over ``loader``."""
+    from fairseg_bench.core.confusion import ConfusionMatrix
+
+    model.eval()
+    cm = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device, per_image=True)
+    for images, target in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
+        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images)
+        cm.update(logits.argmax(1), target)
+    return cm
+
+
+@torch.inference_mode()
+def predict_samples(model: nn.Module, dataset, count: int, *, device: torch.device) -> dict[str, np.ndarray]:
+    """``image`` (S,H,W,3), ``target`` (S,H,W) and ``pred`` (S,H,W) uint8 for the first S images.
+
+    Images of different sizes are padded to the largest (image 0, labels 255).
+    """
+    model.eval()
+    images, targets, preds = [], [], []
+    for i in range(min(count, len(dataset))):
+        image, target = dataset[i]
+        pred = model(image[None].to(device)).argmax(1)[0].cpu()
+        raw = dataset.image(i)
+        if raw.shape[:2] != tuple(target.shape):  # val transforms resized it: follow the label's size
+            raw = nn.functional.interpolate(torch.from_numpy(raw).permute(2, 0, 1)[None].float(),
+                                            size=tuple(target.shape), mode="bilinear")[0]
+            raw = raw.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        images.append(raw)
+        targets.append(target.numpy().astype(np.uint8))
+        preds.append(pred.numpy().astype(np.uint8))
+    if not images:
+        return {"image": np.zeros((0, 1, 1, 3), np.uint8), "target": np.zeros((0, 1, 1), np.uint8),
+                "pred": np.zeros((0, 1, 1), np.uint8)}
+    height = max(t.shape[0] for t in targets)
+    width = max(t.shape[1] for t in targets)
+
+    def stack(arrays, fill):
+        out = np.full((len(arrays), height, width, *arrays[0].shape[2:]), fill, np.uint8)
+        for k, a in enumerate(arrays):
+            out[k, : a.shape[0], : a.shape[1]] = a
+        return out
+
+    return {"image": stack(images, 0), "target": stack(targets, 255), "pred": stack(preds, 255)}

@@ -1,0 +1,531 @@
+"""The runner: every loss × seed of an experiment, each in its own resumable run folder.
+
+``<out>/<experiment>/<label>-s<seed>/`` holds ``config.yaml`` (the run's resolved config),
+``last.pt`` (written every ``train.checkpoint_every`` steps), ``history.csv``, ``samples.npz``
+and, last, ``metrics.json``: a run with a valid ``metrics.json`` of the same config hash is
+finished and skipped; one with only ``last.pt`` resumes from it. On CPU with
+``data.num_workers: 0`` a resumed run ends bit-identical to an uninterrupted one: the
+checkpoint holds the model, optimizer, scheduler, sampler (with its prefetched batches), loss
+state and every RNG, and the DataLoader draws its base seed from its own generator so creating
+a new iterator does not move the global RNG. With workers, the workers' RNG streams restart.
+
+A lock file per run (created with O_EXCL, holding the pid; a dead pid's lock is taken over)
+lets two ``run`` processes share an output folder: the second skips runs the first holds.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+
+from fairseg_bench import __version__, engine
+from fairseg_bench.config import ExperimentConfig, config_hash, dump_config, load_config
+from fairseg_bench.errors import UserError
+from fairseg_bench.results import (METRICS_FILE, SCHEMA_VERSION, read_metrics, write_atomic,
+                                   write_json_atomic)
+
+CHECKPOINT = "last.pt"
+LOCK = ".lock"
+
+
+def log(message: str) -> None:
+    """A status line on stderr (stdout carries the tables)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- set-up
+@dataclass
+class Experiment:
+    """What every run of one experiment shares: config, device, datasets, class index."""
+
+    cfg: ExperimentConfig
+    device: torch.device
+    train_set: object
+    val_set: object
+    class_index: object
+    folder: Path
+    config_hash: str
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def progress(self) -> bool:
+        return not self.cfg.quiet and self.rank == 0 and sys.stderr.isatty()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def parse_losses(cfg: ExperimentConfig) -> list:
+    """Parse every loss spec (``LossSpec``) up front: an unknown loss fails before anything is written."""
+    from fairseg_bench.losses import parse_loss_spec
+
+    losses = [parse_loss_spec(text) for text in cfg.losses]
+    labels = [loss.label for loss in losses]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise UserError(f"losses: {', '.join(duplicates)} given more than once")
+    return losses
+
+
+def check_output_folder(folder: Path, expected_hash: str) -> None:
+    """Refuse a folder holding runs of another config (nothing there is touched)."""
+    if not folder.is_dir():
+        return
+    for config_file in sorted(folder.glob(f"*/config.yaml")):
+        try:
+            other = config_hash(load_config(config_file))
+        except UserError:
+            other = None
+        if other != expected_hash:
+            raise UserError(f"{folder} holds runs of a different config ({config_file.parent.name}); "
+                            f"use another --out or experiment name, or remove them")
+
+
+def prepare(cfg: ExperimentConfig, *, rank: int = 0, world_size: int = 1,
+            device: torch.device | None = None) -> Experiment:
+    """Check the output folder, build the datasets and the (cached) class index."""
+    from fairseg_bench.data import build_dataset
+    from fairseg_bench.data.index import build_class_index
+
+    folder = Path(cfg.out) / cfg.name
+    digest = config_hash(cfg)
+    check_output_folder(folder, digest)
+    device = device or resolve_device(cfg.device)
+    data = cfg.data
+    train_set = build_dataset(data.dataset, root=data.root, split="train", **data.train_options)
+    val_set = build_dataset(data.dataset, root=data.root, split="val", **data.val_options)
+    cache = folder / ".cache"
+    if rank == 0:
+        class_index = build_class_index(train_set, cache_dir=cache)
+    if world_size > 1:
+        dist.barrier()  # rank 0 has written the cache; the others read it
+    if rank != 0:
+        class_index = build_class_index(train_set, cache_dir=cache)
+    return Experiment(cfg, device, train_set, val_set, class_index, folder, digest, rank, world_size)
+
+
+# ----------------------------------------------------------------------------- locking
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Yield True while this process holds the run's lock, False if a live process holds it."""
+    path = run_dir / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                yield False
+                return
+            path.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        yield False
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield True
+    finally:
+        path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- one run
+def run_folder(exp: Experiment, loss, seed: int) -> Path:
+    return exp.folder / f"{loss.label}-s{seed}"
+
+
+def is_finished(run_dir: Path, digest: str) -> bool:
+    """A valid ``metrics.json`` with the same config hash."""
+    if not (run_dir / METRICS_FILE).is_file():
+        return False
+    try:
+        return read_metrics(run_dir).data.get("config_hash") == digest
+    except UserError:
+        return False
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def train_run(exp: Experiment, loss, seed: int) -> str:
+    """Train and evaluate one (loss, seed), resuming from ``last.pt``; returns what happened."""
+    run_dir = run_folder(exp, loss, seed)
+    status = None
+    if exp.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if is_finished(run_dir, exp.config_hash):
+            status = "finished"
+    if exp.world_size > 1:
+        box = [status]
+        dist.broadcast_object_list(box, src=0)
+        status = box[0]
+    if status:
+        log(f"{run_dir}: finished, skipped")
+        return "skipped"
+    if exp.world_size > 1:  # torchrun launches one run; no lock between its own ranks
+        return _train_and_evaluate(exp, loss, seed, run_dir)
+    with run_lock(run_dir) as held:
+        if not held:
+            log(f"{run_dir}: locked by another process, skipped")
+            return "locked"
+        return _train_and_evaluate(exp, loss, seed, run_dir)
+
+
+def _run_config(exp: Experiment, loss, seed: int) -> ExperimentConfig:
+    """The experiment's config narrowed to this run (reloadable with ``-c``)."""
+    return replace(exp.cfg, losses=(loss.text,), seeds=(seed,))
+
+
+def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
+    from fairseg_bench.losses import build_loss, build_sampler
+    from fairseg_bench.models import build_model
+
+    cfg, device = exp.cfg, exp.device
+    if cfg.train.batch_size % exp.world_size:
+        raise UserError(f"train.batch_size {cfg.train.batch_size} is not divisible by {exp.world_size} processes")
+    if exp.rank == 0:
+        write_atomic(run_dir / "config.yaml", dump_config(_run_config(exp, loss, seed)))
+    seed_everything(seed + exp.rank)
+    ds = exp.train_set
+    model = build_model(cfg.model.name, num_classes=ds.num_classes, pretrained=cfg.model.pretrained).to(device)
+    on_cuda = device.type == "cuda"
+    channels_last = on_cuda and cfg.train.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = build_loss(loss, num_classes=ds.num_classes, ignore_index=ds.ignore_index,
+                           class_pixel_counts=exp.class_index.class_pixel_counts()).to(device)
+    sampler = build_sampler(loss, class_index=exp.class_index, batch_size=cfg.train.batch_size // exp.world_size,
+                            num_batches=cfg.train.iters, seed=seed, rank=exp.rank, world_size=exp.world_size,
+                            class_names=list(ds.classes))
+    o = cfg.optim
+    optimizer = engine.build_optimizer(model, o.name, o.lr, o.momentum, o.weight_decay)
+    scheduler = engine.poly_schedule(optimizer, cfg.train.iters, o.poly_power)
+    amp = on_cuda and cfg.train.amp
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+    step, history, train_time = 0, [], 0.0
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.is_file():
+        state = engine.load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        criterion.load_state_dict(state["criterion"])
+        sampler.load_state_dict(state["sampler"])
+        rngs = state["rng"]
+        engine.set_rng_states(rngs[exp.rank] if exp.rank < len(rngs) else rngs[0])
+        step, history, train_time = state["step"], state["history"], state["train_time_s"]
+        log(f"{run_dir}: resuming from step {step}")
+
+    net = model
+    if exp.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=on_cuda,
+                        generator=torch.Generator().manual_seed(seed))
+    session_start, session_time = time.perf_counter(), [0.0]
+
+    def checkpoint(at_step: int) -> None:
+        rngs = [engine.rng_states()]
+        if exp.world_size > 1:
+            rngs = [None] * exp.world_size
+            dist.all_gather_object(rngs, engine.rng_states())
+        session_time[0] = time.perf_counter() - session_start
+        if exp.rank == 0:
+            engine.save_checkpoint(ckpt_path, {
+                "step": at_step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "criterion": criterion.state_dict(), "sampler": sampler.state_dict(), "rng": rngs,
+                "history": history, "train_time_s": train_time + session_time[0],
+                "config_hash": exp.config_hash})
+
+    log(f"{run_dir}: training {loss.label} seed {seed} on {device} ({step}/{cfg.train.iters} steps done)")
+    if step < cfg.train.iters:
+        engine.train(net, criterion, loader, sampler, optimizer, scheduler, scaler, device=device,
+                     start_step=step, total_steps=cfg.train.iters, history=history, checkpoint=checkpoint,
+                     checkpoint_every=cfg.train.checkpoint_every, amp=amp, channels_last=channels_last,
+                     images_per_step=cfg.train.batch_size, progress=exp.progress)
+        train_time += time.perf_counter() - session_start
+    trained = len(history) * cfg.train.batch_size
+
+    eval_start = time.perf_counter()
+    cm, per_image = _evaluate(exp, model, amp=amp, channels_last=channels_last)
+    eval_time = time.perf_counter() - eval_start
+    if exp.rank == 0:
+        samples = engine.predict_samples(model, exp.val_set, cfg.eval.samples, device=device)
+        _write_results(exp, loss, seed, run_dir, sampler, history, cm, per_image, samples,
+                       timing={"wall_time_s": train_time + eval_time,
+                               "train_images_per_s": trained / train_time if train_time else None,
+                               "eval_images_per_s": len(exp.val_set) / eval_time})
+        log(f"{run_dir}: done")
+    if exp.world_size > 1:
+        _check_sampler_consistency(sampler, run_dir, exp)
+    return "trained"
+
+
+def _evaluate(exp: Experiment, model, *, amp: bool, channels_last: bool):
+    """Confusion matrix over the val split (sharded over ranks, then all-reduced) and per-image stats."""
+    indices = list(range(exp.rank, len(exp.val_set), exp.world_size))
+    loader = DataLoader(Subset(exp.val_set, indices), batch_size=exp.cfg.eval.batch_size,
+                        num_workers=exp.cfg.data.num_workers, pin_memory=exp.device.type == "cuda")
+    cm = engine.evaluate(model, loader, exp.val_set.num_classes, ignore_index=exp.val_set.ignore_index,
+                         device=exp.device, amp=amp, channels_last=channels_last, progress=exp.progress)
+    per_image = cm.per_image_stats()
+    if exp.world_size > 1:
+        shards = [None] * exp.world_size
+        dist.all_gather_object(shards, per_image)
+        per_image = {key: np.zeros((len(exp.val_set), exp.val_set.num_classes), np.int64) for key in per_image}
+        for rank, shard in enumerate(shards):  # rank r evaluated images r, r + W, r + 2W, ...
+            for key in per_image:
+                per_image[key][rank::exp.world_size] = shard[key]
+        cm.all_reduce()
+    return cm.compute().cpu().numpy(), per_image
+
+
+def _sampler_digest(sampler) -> str:
+    """A hash of the sampler's state (its pending queue is empty at the end of training)."""
+    state = {k: v.tolist() if torch.is_tensor(v) else v for k, v in sampler.state_dict().items()}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_sampler_consistency(sampler, run_dir: Path, exp: Experiment) -> None:
+    """Gather every rank's sampler-state digest; rank 0 records them next to the metrics."""
+    digests = [None] * exp.world_size
+    dist.all_gather_object(digests, _sampler_digest(sampler))
+    if exp.rank == 0:
+        write_json_atomic(run_dir / "ranks.json", {"world_size": exp.world_size, "sampler_state_sha256": digests})
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"{run_dir}: the ranks' sampler states differ at the end of training")
+
+
+# ----------------------------------------------------------------------------- results
+def git_commit() -> str | None:
+    """The source tree's commit, if it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment(device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"fairseg_bench": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "device": f"{device.type}: {name}", "git_commit": git_commit()}
+
+
+def metrics_record(exp: Experiment, loss, seed: int, cm: np.ndarray, per_image: dict, sampler,
+                   steps: int, timing: dict) -> dict:
+    """The ``metrics.json`` content (schema in ``fairseg_bench.results``)."""
+    from fairseg_bench.core.fairness import fairness_metrics
+    from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou, pixel_accuracy
+
+    ds = exp.val_set
+    iou = per_class_iou(cm)
+    sampler_info = None
+    if loss.sampler is not None and sampler is not None:
+        sampler_info = {"name": loss.sampler, "draw_histogram": sampler.draw_histogram,
+                        "final_weights": sampler.weights}
+    return {
+        "schema_version": SCHEMA_VERSION, "experiment": exp.cfg.name, "method": loss.label,
+        "loss_spec": loss.text, "seed": seed, "config_hash": exp.config_hash,
+        "config": _run_config(exp, loss, seed).resolved_dict(), "dataset": ds.name, "split": "val",
+        "steps": steps, "classes": list(ds.classes), "ignore_index": ds.ignore_index,
+        "palette": np.asarray(ds.palette).tolist(), "confusion_matrix": cm, "per_image": per_image,
+        "iou": iou, "miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
+        "class_accuracy": class_accuracy(cm), "fairness": fairness_metrics(iou),
+        "sampler": sampler_info, "timing": timing, "environment": environment(exp.device),
+    }
+
+
+def history_frame(history: list[dict], classes: list[str]):
+    """``step, lr, loss, grad_norm, images_per_s`` (+ ``drawn_class, w_<class>`` for samplers)."""
+    import pandas as pd
+
+    rows = []
+    for row in history:
+        row = dict(row)
+        weights = row.pop("weights", None)
+        if weights is not None:
+            row.update({f"w_{name}": float(w) for name, w in zip(classes, weights)})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=None if rows else ["step", "lr", "loss", "grad_norm", "images_per_s"])
+    if "drawn_class" in frame:
+        frame["drawn_class"] = frame["drawn_class"].astype("Int64")
+    return frame
+
+
+def _write_results(exp, loss, seed, run_dir, sampler, history, cm, per_image, samples, timing) -> None:
+    classes = list(exp.val_set.classes)
+    write_atomic(run_dir / "history.csv", history_frame(history, classes).to_csv(index=False))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **samples)
+    write_atomic(run_dir / "samples.npz", buffer.getvalue())
+    # metrics.json last: its presence marks the run finished
+    write_json_atomic(run_dir / METRICS_FILE,
+                      metrics_record(exp, loss, seed, cm, per_image, sampler, len(history), timing))
+
+
+# ----------------------------------------------------------------------------- entry points
+def run_experiment(cfg: ExperimentConfig) -> list[Path]:
+    """Every loss × seed of ``cfg``; prints the tables and writes the report. Returns run folders."""
+    losses = parse_losses(cfg)
+    exp = prepare(cfg)
+    failures, folders = [], []
+    for loss in losses:
+        for seed in cfg.seeds:
+            folders.append(run_folder(exp, loss, seed))
+            try:
+                train_run(exp, loss, seed)
+            except engine.NonFiniteLoss as exc:
+                log(f"{folders[-1]}: {exc}")
+                failures.append(f"{folders[-1].name} ({exc})")
+    finished = [f for f in folders if is_finished(f, exp.config_hash)]
+    if finished:
+        print_tables(finished, reference=losses[0].label)
+        write_report(exp.folder, reference=losses[0].label)
+    if failures:
+        raise UserError(f"{len(failures)} run(s) failed: {'; '.join(failures)}")
+    return folders
+
+
+def train_single(cfg: ExperimentConfig, loss: str, seed: int) -> Path:
+    """One loss and seed; under torchrun (WORLD_SIZE > 1) with DistributedDataParallel."""
+    cfg = replace(cfg, losses=(loss,), seeds=(seed,))
+    losses = parse_losses(cfg)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(cfg.device)
+    rank = 0
+    if world_size > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank = dist.get_rank()
+    try:
+        exp = prepare(cfg, rank=rank, world_size=world_size, device=device)
+        train_run(exp, losses[0], seed)
+        return run_folder(exp, losses[0], seed)
+    finally:
+        if world_size > 1:
+            dist.destroy_process_group()
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", out: str | None = None,
+                        data_root: str | None = None, device: str = "auto", quiet: bool = False) -> Path:
+    """Evaluate a saved model on ``split``; writes ``metrics.json`` (to ``out`` or beside the checkpoint).
+
+    Without ``out`` the file is ``metrics-<split>.json`` next to the checkpoint, so a finished
+    run's own ``metrics.json`` is never replaced.
+    """
+    from fairseg_bench.data import build_dataset
+    from fairseg_bench.models import build_model
+
+    checkpoint = Path(checkpoint)
+    config_file = checkpoint.parent / "config.yaml"
+    if not checkpoint.is_file():
+        raise UserError(f"{checkpoint}: no such checkpoint")
+    if not config_file.is_file():
+        raise UserError(f"{config_file}: not found; evaluate needs the config.yaml written beside the checkpoint")
+    run_cfg = load_config(config_file)
+    cfg = run_cfg.override(data_root=data_root, device=device, quiet=quiet)
+    state = engine.load_checkpoint(checkpoint)
+    dev = resolve_device(cfg.device)
+    options = cfg.data.train_options if split == "train" else cfg.data.val_options
+    dataset = build_dataset(cfg.data.dataset, root=cfg.data.root, split=split, **options)
+    model = build_model(cfg.model.name, num_classes=dataset.num_classes).to(dev)
+    model.load_state_dict(state["model"])
+    exp = Experiment(cfg, dev, None, dataset, None, checkpoint.parent.parent, config_hash(run_cfg))
+    loss = parse_losses(cfg)[0]
+    start = time.perf_counter()
+    cm, per_image = _evaluate(exp, model, amp=dev.type == "cuda" and cfg.train.amp, channels_last=False)
+    elapsed = time.perf_counter() - start
+    record = metrics_record(exp, loss, cfg.seeds[0], cm, per_image, None, int(state["step"]),
+                            {"wall_time_s": elapsed, "train_images_per_s": None,
+                             "eval_images_per_s": len(dataset) / elapsed})
+    record["split"], record["sampler"] = split, None
+    target = Path(out) / METRICS_FILE if out else checkpoint.parent / f"metrics-{split}.json"
+    write_json_atomic(target, record)
+    log(f"wrote {target}")
+    return target
+
+
+# ----------------------------------------------------------------------------- summary
+def print_tables(run_dirs: list[Path], reference: str) -> None:
+    """The per-class IoU table (Table 1 layout) and the fairness table (Table 3 layout), in percent."""
+    import pandas as pd
+    from fairseg_bench.core.fairness import fairness_metrics
+    from fairseg_bench.results import load_runs
+
+    runs = load_runs(*run_dirs)
+    classes = runs[0].classes
+    methods = list(dict.fromkeys(r.method for r in runs))
+    iou = pd.DataFrame({m: np.nanmean([r.iou for r in runs if r.method == m], axis=0) * 100 for m in methods},
+                       index=classes).T
+    order = iou.loc[reference].sort_values(kind="stable").index
+    table = iou[order].assign(mIoU=iou.mean(axis=1))
+    fair = pd.DataFrame({m: fairness_metrics(iou.loc[m].to_numpy(), reference=iou.loc[reference].to_numpy())
+                         for m in methods}).T
+    columns = ["miou", "sorted_bottom", "sorted_top", "pct_bottom_threshold", "pct_bottom_mean",
+               "pct_top_threshold", "pct_top_mean", "worst", "std"]
+    seeds = sorted({r.seed for r in runs})
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.precision", 2):
+        print(f"\nPer-class IoU (%), sorted by {reference}; mean over seeds {seeds}:")
+        print(table.to_string(float_format="{:.2f}".format))
+        print(f"\nFairness (%), reference {reference}:")
+        print(fair[columns].astype(float).to_string(float_format="{:.2f}".format))
+
+
+def write_report(folder: Path, reference: str) -> None:
+    """Write ``<folder>/report`` if the report layer is installed; a failure only warns."""
+    try:
+        from fairseg_bench import report
+    except ImportError:
+        return
+    make = getattr(report, "write_report", None)
+    if make is None:
+        return
+    try:
+        make([folder], out=folder / "report", reference=reference)
+        log(f"report: {folder / 'report'}")
+    except Exception as exc:  # the results are on disk; a report problem must not lose them
+        log(f"warning: the report could not be written ({type(exc).__name__}: {exc})")
