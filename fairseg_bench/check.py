@@ -380,15 +380,22 @@ def _require(obj: dict, keys: dict, where: str) -> None:
 
 
 def parse_tolerances(text: str | None) -> dict[str, float]:
-    """``"worst=0.02,std=1pp"`` -> ``{"worst": 0.02, "std": 0.01}``; a ``pp`` suffix means points."""
-    result: dict[str, float] = {}
+    """``"worst=0.02,std=1pp"`` -> ``{"worst": 0.02, "std": 0.01}``; a ``pp`` suffix means points.
+
+    The key ``all`` sets every fairness metric; named keys override it wherever they appear.
+    """
+    everything: dict[str, float] = {}
+    named: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or key not in METRICS:
-            raise UserError(f"bad tolerance {item!r}: expected KEY=VALUE with KEY one of {', '.join(METRICS)}")
-        result[key] = parse_tolerance_value(value, name=key)
-    return result
+        if not sep or key not in (*METRICS, "all"):
+            raise UserError(f"bad tolerance {item!r}: expected KEY=VALUE with KEY one of all, {', '.join(METRICS)}")
+        if key == "all":
+            everything = dict.fromkeys(METRICS, parse_tolerance_value(value, name=key))
+        else:
+            named[key] = parse_tolerance_value(value, name=key)
+    return everything | named
 
 
 def parse_tolerance_value(value: str | float, *, name: str = "tolerance") -> float:

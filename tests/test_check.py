@@ -309,6 +309,8 @@ def test_default_tolerances_cover_every_metric_with_a_direction():
     assert {"worst", "miou", "sorted_bottom", "best"} <= set(gate.HIGHER_IS_BETTER)
     assert {"std", "gap", "cov", "gini"} == set(gate.LOWER_IS_BETTER)
     assert gate.parse_tolerances("worst=1pp, std=0.002") == {"worst": 0.01, "std": 0.002}
+    everything = gate.parse_tolerances("gap=0.5,all=0")
+    assert everything == dict.fromkeys(gate.METRICS, 0.0) | {"gap": 0.5}
 
 
 def test_per_class_tolerance(tmp_path, capsys):
