@@ -324,7 +324,8 @@ def _class_weights(spec: LossSpec, class_pixel_counts, num_classes: int, normali
         raise UserError(f"loss {spec.text!r}: {error}") from None
 
 
-def build_sampler(spec: str | LossSpec, *, class_index, batch_size: int, num_batches: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+def build_sampler(spec: str | LossSpec, *, class_index, batch_size: int, num_batches: int, seed: int = 0, rank: int = 0,
+                  world_size: int = 1, class_names=None):
     """The batch sampler for a spec: Stochastic TCE, Rare Class Sampling or uniform batches.
 
     Args:
@@ -333,12 +334,13 @@ def build_sampler(spec: str | LossSpec, *, class_index, batch_size: int, num_bat
         batch_size: images per batch on this rank.
         num_batches: batches to yield in total (the training steps).
         seed, rank, world_size: RNG seed and the distributed layout.
+        class_names: optional, names the classes a class sampler leaves out in its warning.
     """
     from fairseg_bench.core import sampling
 
     spec = parse_loss_spec(spec)
     common = dict(num_batches=num_batches, seed=seed, rank=rank, world_size=world_size)
-    options = {key: value for key, value in spec.params.items()}
+    options = dict(spec.params, class_names=class_names)
     if spec.sampler == "tce":
         return sampling.StochasticTCESampler(class_index, batch_size, **options, **common)
     if spec.sampler == "rcs":

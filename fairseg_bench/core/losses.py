@@ -535,8 +535,8 @@ class OnlineTiltedCrossEntropy(_SegmentationLoss):
         self.seen |= present
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        if logits.shape[1:2] != (self.num_classes,):
-            raise ValueError(f"logits have {logits.shape[1] if logits.ndim > 1 else None} classes, the loss was built for {self.num_classes}")
+        if logits.ndim == 4 and logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits have {logits.shape[1]} classes, the loss was built for {self.num_classes}")
         class_loss, counts = batch_class_means(logits, target, self.ignore_index)
         if self.training:
             self.update(class_loss.detach() * counts, counts)
