@@ -1,0 +1,97 @@
+"""Dataset registry: ``build_dataset(name, *, root=None, split="train", **options)``.
+
+Every dataset gives ``ds[i] -> (image float32 (3, H, W) normalised, target int64 (H, W))`` and has
+``name``, ``classes``, ``num_classes``, ``palette`` (uint8 (K, 3)), ``ignore_index`` (255),
+``label(i)`` (raw class ids, uint8 (H, W), no transforms) and ``image(i)`` (uint8 RGB (H, W, 3)).
+Modules are imported on first use, so listing datasets stays cheap.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+
+import numpy as np
+
+from fairseg_bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the CLI and docs show about a dataset, without building it."""
+
+    name: str
+    module: str
+    cls: str
+    needs_root: bool
+    description: str
+
+    def _module(self):
+        return import_module(self.module)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(getattr(self._module(), self.cls).classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def palette(self) -> np.ndarray:
+        return getattr(self._module(), self.cls).palette
+
+    @property
+    def layout(self) -> str:
+        """The expected folder layout (text), or a note for the generated dataset."""
+        return getattr(self._module(), "LAYOUT", "generated in memory; no files")
+
+    def check_root(self, root) -> str | None:
+        """The problem with ``root`` as one line, or None if it looks valid (always None when no root is needed)."""
+        if not self.needs_root:
+            return None
+        check: Callable = getattr(self._module(), "check_root")
+        return check(root)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "synthetic": DatasetInfo("synthetic", "fairseg_bench.data.synthetic", "SyntheticStreets", False,
+                             "procedural Cityscapes-like street scenes (the default benchmark)"),
+    "cityscapes": DatasetInfo("cityscapes", "fairseg_bench.data.cityscapes", "CityscapesSegmentation", True,
+                              "Cityscapes fine annotations, 19 trainIds"),
+    "ade20k": DatasetInfo("ade20k", "fairseg_bench.data.ade20k", "ADE20KSegmentation", True,
+                          "ADE20K SceneParsing (ADEChallengeData2016), 150 classes"),
+    "voc": DatasetInfo("voc", "fairseg_bench.data.voc", "VOCSegmentationDataset", True,
+                       "PASCAL VOC 2012 segmentation, 21 classes"),
+}
+
+
+def available_datasets() -> list[str]:
+    """Registered dataset names."""
+    return sorted(DATASETS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry, or a UserError listing the choices."""
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(available_datasets())}")
+    return DATASETS[name]
+
+
+def build_dataset(name: str, *, root=None, split: str = "train", **options):
+    """Build a dataset by name.
+
+    Options: synthetic takes ``num_images``, ``size`` (H, W), ``seed``, ``transforms``; the real
+    datasets take ``transforms`` or ``augment``, ``crop_size``, ``scale_range``, ``hflip``,
+    ``color_jitter`` (train) and ``resize`` (evaluation).
+    """
+    info = dataset_info(name)
+    cls = getattr(info._module(), info.cls)
+    if not info.needs_root:
+        if root is not None:
+            raise UserError(f"dataset {name!r} is generated and takes no data root (got {root})")
+        return cls(split=split, **options)
+    return cls(root=root, split=split, **options)
+
+
+__all__ = ["DATASETS", "DatasetInfo", "available_datasets", "build_dataset", "dataset_info"]

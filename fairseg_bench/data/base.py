@@ -1,0 +1,121 @@
+"""What the real datasets share: file pairs on disk, a label lookup table, paired transforms."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fairseg_bench.data.transforms import eval_transforms, train_transforms
+from fairseg_bench.errors import UserError
+
+IGNORE_INDEX = 255
+
+
+def label_lut(mapping: dict[int, int]) -> np.ndarray:
+    """A 256-entry lookup table raw value -> class id; values not in ``mapping`` map to -1 (invalid)."""
+    lut = np.full(256, -1, np.int16)
+    for raw, cls in mapping.items():
+        lut[raw] = cls
+    return lut
+
+
+def bitwise_palette(num_colours: int) -> np.ndarray:
+    """The PASCAL VOC colour map (bits of the index spread over R, G, B). Shape ``(num_colours, 3)``."""
+    palette = np.zeros((num_colours, 3), np.uint8)
+    for index in range(num_colours):
+        c, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def default_transforms(split: str, *, augment: bool | None = None, crop_size=None, scale_range=(0.5, 2.0),
+                       hflip: bool = True, color_jitter: float = 0.2, resize=None, ignore_index: int = IGNORE_INDEX):
+    """Training augmentation on the train split (unless ``augment=False``), normalisation otherwise."""
+    if augment is None:
+        augment = split == "train"
+    if augment:
+        return train_transforms(crop_size, scale_range=scale_range, hflip=hflip, color_jitter=color_jitter,
+                                ignore_index=ignore_index)
+    return eval_transforms(resize)
+
+
+class FileSegmentationDataset(torch.utils.data.Dataset):
+    """Image/label file pairs; labels mapped to class ids through a 256-entry lookup table.
+
+    Subclasses set ``name``, ``classes``, ``palette`` and ``LUT`` and fill ``images``/``labels``.
+    """
+
+    name = ""
+    classes: list[str] = []
+    palette = np.zeros((0, 3), np.uint8)
+    ignore_index = IGNORE_INDEX
+    LUT = np.full(256, -1, np.int16)
+
+    def __init__(self, root, split: str, images: list[str], labels: list[str], transforms=None, **options):
+        if not images:
+            raise UserError(f"{self.name}: no images found for split {split!r} under {root}")
+        self.root, self.split = Path(root), split
+        self.images, self.labels = list(images), list(labels)
+        self.transforms = transforms if transforms is not None else default_transforms(split, **options)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, index: int) -> np.ndarray:
+        """Raw RGB, uint8 (H, W, 3)."""
+        with Image.open(self.images[index]) as img:
+            return np.asarray(img.convert("RGB"))
+
+    def raw_label(self, index: int) -> np.ndarray:
+        """The label file's values as stored (before mapping), uint8 (H, W)."""
+        with Image.open(self.labels[index]) as img:
+            if img.mode not in ("L", "P", "I", "I;16"):
+                raise UserError(f"{self.labels[index]}: expected a single-channel label PNG, got mode {img.mode}")
+            raw = np.asarray(img)
+        if raw.max(initial=0) > 255:
+            raise UserError(f"{self.labels[index]}: label value {int(raw.max())} does not fit the {self.name} label set")
+        return raw.astype(np.uint8, copy=False)
+
+    def label(self, index: int) -> np.ndarray:
+        """Class ids (255 = ignore), uint8 (H, W); a value outside the label set is an error."""
+        mapped = self.LUT[self.raw_label(index)]
+        if mapped.min(initial=0) < 0:
+            bad = sorted({int(v) for v in np.unique(self.raw_label(index)[mapped < 0])})
+            raise UserError(f"{self.labels[index]}: label values {bad[:5]} are not in the {self.name} label set")
+        return mapped.astype(np.uint8)
+
+    def fingerprint(self) -> dict:
+        """File list with sizes and modification times: the class-index cache key."""
+        files = []
+        for path in self.labels:
+            stat = Path(path).stat()
+            files.append([str(Path(path).relative_to(self.root)), stat.st_size, stat.st_mtime_ns])
+        return {"root": str(self.root.resolve()), "split": self.split, "files": files}
+
+    def __getitem__(self, index: int):
+        image, target = self.transforms(self.image(index), self.label(index))
+        return image, target
+
+
+def require_dirs(root, relative_dirs, layout: str) -> Path:
+    """The root as a Path, or a one-line UserError naming the first missing folder and the layout."""
+    if root is None:
+        raise UserError(f"a data root is required (--data-root); expected layout: {layout}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data root {root} does not exist; expected layout: {layout}")
+    for rel in relative_dirs:
+        if not (root / rel).is_dir():
+            raise UserError(f"{root / rel} is missing; expected layout: {layout}")
+    return root
