@@ -101,7 +101,7 @@ class DataConfig:
 class ModelConfig:
     """Model builder name and whether to load pretrained backbone weights."""
 
-    name: str = _checked("small_unet", _string)
+    name: str = _checked("unet_small", _string)
     pretrained: bool = _checked(False, _bool)
 
 

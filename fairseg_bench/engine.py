@@ -117,15 +117,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         return from_safe(torch.load(path, map_location="cpu", weights_only=True))
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise UserError(f"{path}: not a readable checkpoint: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # the unpickler raises many kinds on a truncated or foreign file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
 
 
 # ----------------------------------------------------------------------------- loops
 def _global_mean(value: torch.Tensor) -> float:
     """The step's loss averaged over ranks (every rank then takes the same NaN decision)."""
+    value = value.detach()
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        value = value.detach().float().reshape(1).clone()
+        value = value.float().reshape(1).clone()
         dist.all_reduce(value)
         value /= dist.get_world_size()
     return float(value)
