@@ -1,0 +1,43 @@
+"""``fairseg-bench report``: the paper's tables and figures from run folders or per-class IoU CSVs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _default_out(runs: tuple[str, ...]) -> Path:
+    """``reports/<name of the first input>`` (an experiment folder's or a CSV's name)."""
+    first = Path(runs[0]).resolve()
+    name = first.stem if first.is_file() else first.name
+    return Path("reports") / (name or "report")
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--reference", default=None, metavar="LABEL",
+              help="Method to sort classes by and compare against (default: mcce, else the first).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: reports/<name of the first input>).")
+@click.option("--format", "formats", default=",".join(("md", "latex", "csv", "html")), show_default=True,
+              metavar="LIST", help="Comma-separated formats: md, latex, csv, html.")
+@click.option("--sota", "sota", type=click.Path(dir_okay=False), default=None,
+              help="Wide CSV of published per-class IoU (%); its first row heads Table 2.")
+@click.option("--baseline", "baseline", type=click.Path(dir_okay=False), default=None,
+              help="Also write the CI gate's baseline JSON here.")
+@click.option("--confusion", "confusion_method", default=None, metavar="LABEL",
+              help="Method whose confusion matrix is drawn (default: the reference).")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(0), default=1000, show_default=True,
+              help="Bootstrap replicates over validation images (0: no intervals).")
+def report(runs, reference, out, formats, sota, baseline, confusion_method, n_boot):
+    """Tables (Markdown, LaTeX, CSV), figures and an HTML page for RUNS (folders, metrics.json or CSVs)."""
+    from fairseg_bench.report import build_report, parse_formats
+
+    formats = parse_formats(formats)  # fail on a bad format before any work
+    out = Path(out) if out else _default_out(runs)
+    written = build_report(list(runs), reference=reference, out=out, formats=formats, sota_csv=sota,
+                           baseline=baseline, confusion_method=confusion_method, n_boot=n_boot)
+    click.echo(f"wrote {len(written)} files under {out}")
+    index = out / "index.html"
+    if index in written:
+        click.echo(f"open {index}")

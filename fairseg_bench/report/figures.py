@@ -1,0 +1,361 @@
+"""The report's figures (matplotlib, seaborn), each a ``Figure`` saved as PNG and PDF.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state, no GUI backend), so
+the report runs headless and never changes the caller's matplotlib backend. Every method keeps
+one colour in every figure: the reference is dark grey, the others follow seaborn's colour-blind
+palette. Figures have a fixed size (no tight bounding box), so a PNG is ``figsize * dpi`` pixels.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from fairseg_bench.report.inputs import MethodRun, ReportInput
+from fairseg_bench.report.summary import MIOU, Summary
+
+DPI = 100
+REFERENCE_COLOUR = "#4d4d4d"
+IGNORE_COLOUR = (0, 0, 0)
+FAIRNESS_PANELS = [  # (key, title, direction shown to the reader)
+    ("miou", "mIoU", "↑ better"), ("sorted_bottom", "sorted bottom 25%", "↑ fairer"),
+    ("sorted_top", "sorted top 25%", "context"), ("pct_bottom_mean", "bottom 25th perc. mIoU", "↑ fairer"),
+    ("worst", "worst class IoU", "↑ fairer"), ("std", "std. across classes", "↓ fairer"),
+    ("gap", "gap (best − worst)", "↓ fairer"), ("gini", "Gini coefficient", "↓ fairer"),
+]
+
+
+def method_colours(methods: list[str], reference: str) -> dict[str, tuple]:
+    """One colour per method, the reference in dark grey."""
+    import seaborn as sns
+
+    others = [m for m in methods if m != reference]
+    palette = sns.color_palette("colorblind", max(len(others), 1))
+    colours = {m: palette[i % len(palette)] for i, m in enumerate(others)}
+    colours[reference] = REFERENCE_COLOUR
+    return colours
+
+
+def save_figure(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
+    """Write ``name.png`` and ``name.pdf`` under ``out_dir``; returns both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=DPI)
+    return paths
+
+
+def _new(width: float, height: float, **kwargs) -> Figure:
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained", **kwargs)
+
+
+def _error_bars(mean: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame, std: pd.DataFrame | None):
+    """(lower, upper) error lengths: the CI where known, else ±std, else none."""
+    lower = (mean - low).where(low.notna())
+    upper = (high - mean).where(high.notna())
+    if std is not None:
+        lower = lower.fillna(std)
+        upper = upper.fillna(std)
+    return lower.fillna(0.0).clip(lower=0.0), upper.fillna(0.0).clip(lower=0.0)
+
+
+def _grouped_bars(ax, values: pd.DataFrame, lower: pd.DataFrame, upper: pd.DataFrame, colours, alphas=None):
+    """Bars of each row (method) side by side for every column (class)."""
+    n = len(values.index)
+    width = 0.8 / max(n, 1)
+    x = np.arange(values.shape[1])
+    for i, method in enumerate(values.index):
+        offset = (i - (n - 1) / 2) * width
+        yerr = np.vstack([lower.loc[method].to_numpy(), upper.loc[method].to_numpy()])
+        bars = ax.bar(x + offset, values.loc[method].fillna(0).to_numpy(), width, color=colours[method],
+                      label=method, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#222222"})
+        if alphas is not None:
+            for bar, alpha in zip(bars, alphas.loc[method].to_numpy()):
+                bar.set_alpha(alpha)
+    ax.set_xticks(x, [str(c) for c in values.columns], rotation=40, ha="right", rotation_mode="anchor")
+    ax.set_xlim(-0.6, values.shape[1] - 0.4)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _interval_label(summary: Summary) -> str:
+    if (summary.n_seeds > 1).any():
+        return "error bars: bootstrap CI over images where available, else ± std over seeds"
+    return f"error bars: {round(summary.confidence * 100)}% bootstrap CI over images"
+
+
+def per_class_iou(summary: Summary) -> Figure:
+    """Per-class IoU of every method, classes in the reference's order, mIoU last."""
+    columns = summary.order + [MIOU]
+    lower, upper = _error_bars(summary.iou[columns], summary.iou_low[columns], summary.iou_high[columns],
+                               summary.iou_std[columns])
+    fig = _new(max(8.0, 0.62 * len(columns) + 2), 4.8)
+    ax = fig.add_subplot()
+    colours = method_colours(summary.methods, summary.reference)
+    _grouped_bars(ax, summary.iou[columns], lower, upper, colours)
+    ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"Per-class IoU, classes sorted by {summary.reference}\n{_interval_label(summary)}", fontsize=10)
+    ax.legend(ncols=min(len(summary.methods), 6), loc="upper left", fontsize=8, framealpha=0.9)
+    return fig
+
+
+def delta_iou(summary: Summary) -> Figure | None:
+    """IoU difference per class against the reference; faded bars where the paired CI includes 0."""
+    others = [m for m in summary.methods if m != summary.reference]
+    if not others:
+        return None
+    columns = summary.order + [MIOU]
+    delta = summary.delta.loc[others, columns]
+    lower, upper = _error_bars(delta, summary.delta_low.loc[others, columns], summary.delta_high.loc[others, columns], None)
+    has_ci = summary.delta_low.loc[others, columns].notna()
+    alphas = pd.DataFrame(np.where(summary.significant.loc[others, columns] | ~has_ci, 1.0, 0.35),
+                          index=others, columns=columns)
+    fig = _new(max(8.0, 0.55 * len(columns) + 2), 4.5)
+    ax = fig.add_subplot()
+    _grouped_bars(ax, delta, lower, upper, method_colours(summary.methods, summary.reference), alphas)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
+    ax.set_ylabel(f"Δ IoU vs {summary.reference} (pp)")
+    level = round(summary.confidence * 100)
+    ax.set_title(f"IoU difference against {summary.reference}\nerror bars: paired {level}% bootstrap CI "
+                 "over validation images", fontsize=10)
+    colours = method_colours(summary.methods, summary.reference)
+    handles = [Patch(color=colours[m], label=m) for m in others]
+    if (alphas < 1).any().any():
+        handles.append(Patch(color="#777777", alpha=0.35, label="faded: CI includes 0"))
+    ax.legend(handles=handles, ncols=min(len(handles), 6), loc="best", fontsize=8, framealpha=0.9)
+    return fig
+
+
+def fairness(summary: Summary) -> Figure:
+    """Fairness metrics of every method with their intervals, one panel per metric."""
+    ncols = 4
+    nrows = math.ceil(len(FAIRNESS_PANELS) / ncols)
+    methods = summary.methods
+    fig = _new(3.2 * ncols, 0.35 * len(methods) * nrows + 1.6 * nrows + 0.6)
+    colours = method_colours(methods, summary.reference)
+    y = np.arange(len(methods))[::-1]
+    for i, (key, title, direction) in enumerate(FAIRNESS_PANELS):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        mean = summary.fairness[key]
+        low, high = summary.fairness_low[key], summary.fairness_high[key]
+        lo = (mean - low).fillna(0).clip(lower=0).to_numpy()
+        hi = (high - mean).fillna(0).clip(lower=0).to_numpy()
+        for j, m in enumerate(methods):
+            ax.errorbar(mean[m], y[j], xerr=[[lo[j]], [hi[j]]], fmt="o", color=colours[m], capsize=3, ms=5)
+        ax.set_yticks(y, methods if i % ncols == 0 else [""] * len(methods), fontsize=8)
+        ax.set_ylim(-0.7, len(methods) - 0.3)
+        ax.set_title(f"{title} ({direction})", fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Fairness metrics; intervals: {summary.interval}", fontsize=10)
+    return fig
+
+
+# --- figures from run folders ---------------------------------------------------------------
+
+def _read_history(run: MethodRun) -> pd.DataFrame | None:
+    folder = run.folder
+    path = None if folder is None else folder / "history.csv"
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+
+
+def _first_seed_runs(data: ReportInput, methods: list[str]) -> list[MethodRun]:
+    return [data.runs_of(m)[0] for m in methods if data.runs_of(m)]
+
+
+def _class_colours(k: int):
+    import seaborn as sns
+
+    return sns.color_palette("tab20", 20)[:k] if k <= 20 else sns.color_palette("husl", k)
+
+
+def sampler_weights(data: ReportInput, methods: list[str]) -> Figure | None:
+    """Stochastic TCE class-draw weights over training (``w_*`` columns) and the class-draw histogram."""
+    rows = []
+    for run in _first_seed_runs(data, methods):
+        history = _read_history(run)
+        weights = [c for c in history.columns if c.startswith("w_")] if history is not None else []
+        sampler = run.metrics.get("sampler") or {}
+        if weights or sampler.get("draw_histogram"):
+            rows.append((run, history, weights, sampler))
+    if not rows:
+        return None
+    classes = data.classes
+    colours = _class_colours(len(classes))
+    fig = _new(13, 3.0 * len(rows) + 1.2)
+    grid = fig.add_gridspec(len(rows), 2, width_ratios=[1.5, 1])
+    for i, (run, history, weights, sampler) in enumerate(rows):
+        ax = fig.add_subplot(grid[i, 0])
+        for c, name in enumerate(classes):
+            col = f"w_{name}"
+            if col in weights:
+                ax.plot(history["step"], history[col], color=colours[c], lw=1.2, label=name)
+        ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
+        ax.set_title(f"{run.method} (seed {run.seed}): class-draw weights", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("weight", fontsize=8)
+        ax.grid(alpha=0.3)
+        hist_ax = fig.add_subplot(grid[i, 1])
+        draws = np.asarray(sampler.get("draw_histogram") or [0] * len(classes), dtype=float)
+        share = draws / draws.sum() if draws.sum() > 0 else draws
+        hist_ax.bar(np.arange(len(classes)), share, color=colours)
+        hist_ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
+        hist_ax.set_xticks(np.arange(len(classes)), classes, rotation=60, ha="right", fontsize=7, rotation_mode="anchor")
+        hist_ax.set_ylabel("share of draws", fontsize=8)
+        hist_ax.set_title(f"classes drawn ({int(draws.sum())} draws)", fontsize=9)
+        hist_ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(color=colours[c], label=name) for c, name in enumerate(classes)]
+    handles.append(Line2D([], [], color="black", lw=0.8, ls="--", label="uniform 1/K"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 10), fontsize=8, frameon=False)
+    return fig
+
+
+def training_curves(data: ReportInput, summary: Summary) -> Figure | None:
+    """Training loss (smoothed, one line per seed) and learning rate of every method."""
+    histories = {m: [(r.seed, _read_history(r)) for r in data.runs_of(m)] for m in summary.methods}
+    histories = {m: [(s, h) for s, h in hs if h is not None and {"step", "loss"} <= set(h.columns)] for m, hs in histories.items()}
+    histories = {m: hs for m, hs in histories.items() if hs}
+    if not histories:
+        return None
+    colours = method_colours(summary.methods, summary.reference)
+    fig = _new(12, 4.2)
+    loss_ax, lr_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    for method, runs in histories.items():
+        for i, (seed, h) in enumerate(runs):
+            window = max(1, len(h) // 40)
+            smooth = h["loss"].rolling(window, min_periods=1).mean()
+            loss_ax.plot(h["step"], smooth, color=colours[method], lw=1.3, alpha=0.85,
+                         label=method if i == 0 else None)
+        seed, h = runs[0]
+        if "lr" in h.columns:
+            lr_ax.plot(h["step"], h["lr"], color=colours[method], lw=1.3, label=method)
+    loss_ax.set(xlabel="step", ylabel="training loss (smoothed)", title="Training loss (one line per seed)")
+    lr_ax.set(xlabel="step", ylabel="learning rate", title="Learning rate")
+    for ax in (loss_ax, lr_ax):
+        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(10)
+    loss_ax.legend(fontsize=8)
+    return fig
+
+
+def _load_samples(run: MethodRun) -> dict[str, np.ndarray] | None:
+    folder = run.folder
+    path = None if folder is None else folder / "samples.npz"
+    if path is None or not path.is_file():
+        return None
+    with np.load(path) as npz:
+        if not {"image", "target", "pred"} <= set(npz.files):
+            return None
+        return {k: npz[k] for k in ("image", "target", "pred")}
+
+
+def _colourise(label: np.ndarray, palette: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Class ids ``(H, W)`` to RGB ``(H, W, 3)`` with the dataset palette; ignored pixels black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = palette
+    lut[ignore_index] = IGNORE_COLOUR
+    return lut[label.astype(np.uint8)]
+
+
+def _sample_miou(target: np.ndarray, pred: np.ndarray, k: int, ignore_index: int) -> float:
+    """Mean IoU over the classes present in one sample's ground truth or prediction (valid pixels)."""
+    valid = target != ignore_index
+    t, p = target[valid].astype(np.int64), pred[valid].astype(np.int64)
+    cm = np.bincount(t * k + np.minimum(p, k - 1), minlength=k * k).reshape(k, k)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    return float(np.mean(tp[union > 0] / union[union > 0])) if (union > 0).any() else math.nan
+
+
+def select_samples(targets: np.ndarray, preds: dict[str, np.ndarray], k: int, ignore_index: int, n: int) -> list[int]:
+    """The ``n`` samples where the methods' per-sample mIoU differ most (range over methods)."""
+    spread = []
+    for s in range(targets.shape[0]):
+        scores = [_sample_miou(targets[s], p[s], k, ignore_index) for p in preds.values()]
+        spread.append(np.nanmax(scores) - np.nanmin(scores) if not all(map(math.isnan, scores)) else -1.0)
+    return [int(i) for i in np.argsort(-np.asarray(spread), kind="stable")[:n]]
+
+
+def qualitative(data: ReportInput, summary: Summary, n: int = 4) -> Figure | None:
+    """Figure 1's grid: image | ground truth | each method, for the samples where methods differ most."""
+    samples = {}
+    for run in _first_seed_runs(data, summary.methods):
+        loaded = _load_samples(run)
+        if loaded is not None:
+            samples[run.method] = (run, loaded)
+    if not samples:
+        return None
+    first_run, first = next(iter(samples.values()))
+    same = {m: s for m, (r, s) in samples.items() if s["target"].shape == first["target"].shape
+            and np.array_equal(s["target"], first["target"])}
+    k = len(data.classes)
+    palette = np.asarray(first_run.metrics.get("palette") or _default_palette(k), dtype=np.uint8)[:k]
+    ignore = int(first_run.metrics.get("ignore_index", 255))
+    chosen = select_samples(first["target"], {m: s["pred"] for m, s in same.items()}, k, ignore, n)
+    columns = ["image", "ground truth", *same]
+    h, w = first["target"].shape[1:]
+    panel_w = 2.6
+    fig = _new(panel_w * len(columns), panel_w * h / w * len(chosen) + 1.3)
+    axes = fig.subplots(len(chosen), len(columns), squeeze=False)
+    for r, s in enumerate(chosen):
+        panels = [first["image"][s], _colourise(first["target"][s], palette, ignore)]
+        panels += [_colourise(same[m]["pred"][s], palette, ignore) for m in same]
+        for c, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=9)
+        axes[r, 0].set_ylabel(f"sample {s}", fontsize=8)
+    present = np.unique(np.concatenate([first["target"][chosen].ravel()] + [same[m]["pred"][chosen].ravel() for m in same]))
+    present = [int(c) for c in present if c < k]
+    handles = [Patch(facecolor=palette[c] / 255.0, edgecolor="#555555", label=data.classes[c]) for c in present]
+    handles.append(Patch(facecolor=np.array(IGNORE_COLOUR) / 255.0, label="ignored"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8, frameon=False)
+    return fig
+
+
+def _default_palette(k: int) -> np.ndarray:
+    return (np.array(_class_colours(k)) * 255).round().astype(np.uint8)
+
+
+def confusion(data: ReportInput, method: str) -> Figure | None:
+    """Row-normalised confusion matrix (rows: ground truth) of ``method``, summed over its seeds."""
+    import seaborn as sns
+
+    matrices = [r.confusion_matrix for r in data.runs_of(method) if r.confusion_matrix is not None]
+    if not matrices:
+        return None
+    cm = np.sum(matrices, axis=0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = cm / cm.sum(axis=1, keepdims=True)
+    k = len(data.classes)
+    size = max(6.0, 0.42 * k + 2.5)
+    fig = _new(size + 1.0, size)
+    ax = fig.add_subplot()
+    sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="viridis", square=True, annot=k <= 20, fmt=".2f",
+                annot_kws={"fontsize": max(6, min(10, 120 // k))}, xticklabels=data.classes,
+                yticklabels=data.classes, cbar_kws={"label": "share of the ground-truth class", "shrink": 0.8})
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("ground-truth class")
+    ax.tick_params(labelsize=8)
+    for label in ax.get_xticklabels():
+        label.set(rotation=45, ha="right", rotation_mode="anchor")
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.set_title(f"Confusion matrix of {method} (rows normalised; {len(matrices)} seed(s) summed)", fontsize=10)
+    return fig

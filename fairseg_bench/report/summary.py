@@ -1,0 +1,244 @@
+"""The numbers behind every table and figure, computed once from a :class:`ReportInput`.
+
+All IoUs here are in percent. With several seeds a method's value is the mean over its seeds and
+its spread the sample standard deviation (ddof = 1). Confidence intervals come from the bootstrap
+over validation images (per-image tp/fp/fn in ``metrics.json``): each replicate draws the images
+once and uses the same draw for every seed and every method, so differences are paired. The
+sorted bottom/top fairness metrics order the classes by the **seed-mean** IoU of the reference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fairseg_bench.core.fairness import fairness_metrics
+from fairseg_bench.report.inputs import ReportInput
+
+FAIRNESS_KEYS = (
+    "miou", "sorted_bottom", "sorted_top", "pct_bottom_threshold", "pct_bottom_mean",
+    "pct_top_threshold", "pct_top_mean", "worst", "std", "best", "gap", "cov", "gini",
+)
+MIOU = "mIoU"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Per-class IoU, differences against the reference and fairness metrics of every method.
+
+    Frames are indexed by method (reference first) with the classes in dataset order plus
+    ``mIoU`` as columns; ``order`` lists the classes sorted by the reference (ascending IoU).
+    """
+
+    classes: list[str]
+    reference: str
+    order: list[str]
+    n_seeds: pd.Series
+    iou: pd.DataFrame
+    iou_std: pd.DataFrame
+    iou_low: pd.DataFrame
+    iou_high: pd.DataFrame
+    delta: pd.DataFrame
+    delta_low: pd.DataFrame
+    delta_high: pd.DataFrame
+    fairness: pd.DataFrame
+    fairness_std: pd.DataFrame
+    fairness_low: pd.DataFrame
+    fairness_high: pd.DataFrame
+    fairness_delta_low: pd.DataFrame
+    fairness_delta_high: pd.DataFrame
+    confidence: float
+    interval: str  # how the fairness intervals were obtained, said in captions
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.iou.index)
+
+    @property
+    def significant(self) -> pd.DataFrame:
+        """True where the paired bootstrap interval of the difference excludes zero."""
+        return (self.delta_low > 0) | (self.delta_high < 0)
+
+    @property
+    def fairness_significant(self) -> pd.DataFrame:
+        """True where the paired bootstrap interval of a fairness metric's difference excludes zero."""
+        return (self.fairness_delta_low > 0) | (self.fairness_delta_high < 0)
+
+
+def reference_order(classes: list[str], reference_iou: np.ndarray) -> list[str]:
+    """Classes by ascending reference IoU, ties by class index, NaN (absent) last."""
+    key = np.where(np.isnan(reference_iou), np.inf, reference_iou)
+    return [classes[i] for i in np.argsort(key, kind="stable")]
+
+
+def _with_miou(iou: np.ndarray) -> np.ndarray:
+    """Append the mean over classes (NaN left out) as a last column. Shape ``(..., K) -> (..., K+1)``."""
+    with np.errstate(invalid="ignore"), _quiet_nan():
+        miou = np.nanmean(iou, axis=-1, keepdims=True)
+    return np.concatenate([iou, miou], axis=-1)
+
+
+class _quiet_nan:
+    """Silence numpy's 'mean of empty slice' for all-NaN columns (they stay NaN)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def _seed_std(values: np.ndarray) -> np.ndarray:
+    """Sample std over seeds (axis 0); NaN with a single seed."""
+    if values.shape[0] < 2:
+        return np.full(values.shape[1:], np.nan)
+    with _quiet_nan():
+        return np.nanstd(values, axis=0, ddof=1)
+
+
+def _per_image_stack(data: ReportInput, method: str) -> dict[str, np.ndarray] | None:
+    """Per-image tp/fp/fn of every seed of ``method``, stacked ``(S, N, K)``; None if any is missing."""
+    stats_ = [r.per_image() for r in data.runs_of(method)]
+    if not stats_ or any(s is None for s in stats_):
+        return None
+    shapes = {s["tp"].shape for s in stats_}
+    if len(shapes) != 1:
+        return None
+    return {k: np.stack([s[k] for s in stats_]) for k in ("tp", "fp", "fn")}
+
+
+def _fairness_rows(iou_seeds: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Fairness metrics of every seed. Shape ``(S, K) -> (S, len(FAIRNESS_KEYS))``."""
+    rows = [fairness_metrics(iou, reference=reference) for iou in iou_seeds]
+    return np.array([[row[k] for k in FAIRNESS_KEYS] for row in rows], dtype=np.float64)
+
+
+def summarize(data: ReportInput, reference: str | None = None, *, n_boot: int = 1000,
+              confidence: float = 0.95, seed: int = 0) -> Summary:
+    """Compute every number the report shows (IoU in percent)."""
+    reference = data.resolve(reference)
+    methods = [reference] + [m for m in data.methods if m != reference]
+    columns = data.classes + [MIOU]
+    seeds_iou = {m: data.iou_matrix(m) for m in methods}  # (S, K) percent
+    with _quiet_nan():
+        mean = {m: np.nanmean(_with_miou(v), axis=0) for m, v in seeds_iou.items()}
+    ref_iou = mean[reference][:-1]
+    frame = lambda rows: pd.DataFrame(rows, index=pd.Index(methods, name="method"), columns=columns)  # noqa: E731
+
+    iou = frame([mean[m] for m in methods])
+    iou_std = frame([_seed_std(_with_miou(seeds_iou[m])) for m in methods])
+
+    per_image = {m: _per_image_stack(data, m) for m in methods}
+    weights = _bootstrap_weights(per_image.values(), n_boot, seed)
+    boot = {m: None if s is None or weights is None else _with_miou(_seed_mean(_boot_iou(s, weights)))
+            for m, s in per_image.items()}  # (B, K+1) percent
+    iou_low, iou_high = _interval_frames(frame, methods, boot, len(columns), confidence)
+
+    delta = iou - iou.loc[reference]
+    diffs = {m: None if boot[m] is None or boot[reference] is None or m == reference else boot[m] - boot[reference]
+             for m in methods}
+    delta_low, delta_high = _interval_frames(frame, methods, diffs, len(columns), confidence)
+
+    fair = lambda rows: pd.DataFrame(rows, index=pd.Index(methods, name="method"), columns=list(FAIRNESS_KEYS))  # noqa: E731
+    fair_seeds = {m: _fairness_rows(seeds_iou[m], ref_iou) for m in methods}
+    with _quiet_nan():
+        fairness = fair([np.nanmean(fair_seeds[m], axis=0) for m in methods])
+    fairness_std = fair([_seed_std(fair_seeds[m]) for m in methods])
+    replicates = {m: _fairness_replicates(per_image[m], weights, ref_iou) for m in methods}
+    fair_low, fair_high, fd_low, fd_high, interval = _fairness_intervals(methods, reference, fair_seeds, replicates, confidence)
+    return Summary(
+        classes=list(data.classes), reference=reference, order=reference_order(data.classes, ref_iou),
+        n_seeds=pd.Series({m: len(seeds_iou[m]) for m in methods}, name="seeds"),
+        iou=iou, iou_std=iou_std, iou_low=iou_low, iou_high=iou_high,
+        delta=delta, delta_low=delta_low, delta_high=delta_high,
+        fairness=fairness, fairness_std=fairness_std,
+        fairness_low=fair(fair_low), fairness_high=fair(fair_high),
+        fairness_delta_low=fair(fd_low), fairness_delta_high=fair(fd_high),
+        confidence=confidence, interval=interval,
+    )
+
+
+def _interval_frames(frame, methods, replicates, width, confidence):
+    """Percentile intervals of bootstrap replicates ``(B, C)`` per method; NaN rows where missing."""
+    bounds = [stats_percentile(replicates[m], confidence) if replicates[m] is not None
+              else (np.full(width, np.nan),) * 2 for m in methods]
+    return frame([b[0] for b in bounds]), frame([b[1] for b in bounds])
+
+
+def _fairness_replicates(per_image, weights, ref_iou) -> np.ndarray | None:
+    """Seed-mean fairness metrics of each bootstrap replicate. Shape ``(B, len(FAIRNESS_KEYS))``."""
+    if per_image is None or weights is None:
+        return None
+    reps = _boot_iou(per_image, weights)  # (B, S, K)
+    with _quiet_nan():
+        return np.stack([np.nanmean(_fairness_rows(rep, ref_iou), axis=0) for rep in reps])
+
+
+def _fairness_intervals(methods, reference, fair_seeds, replicates, confidence):
+    """Fairness intervals (bootstrap over images, else t over seeds) and paired difference intervals."""
+    shape = (len(methods), len(FAIRNESS_KEYS))
+    low, high, delta_low, delta_high = (np.full(shape, np.nan) for _ in range(4))
+    kinds = set()
+    for i, m in enumerate(methods):
+        if replicates[m] is not None:
+            low[i], high[i] = stats_percentile(replicates[m], confidence)
+            kinds.add("bootstrap over images")
+            if m != reference and replicates[reference] is not None:
+                delta_low[i], delta_high[i] = stats_percentile(replicates[m] - replicates[reference], confidence)
+        elif len(fair_seeds[m]) > 1:
+            low[i], high[i] = stats_t_interval(fair_seeds[m], confidence)
+            kinds.add("t-interval over seeds")
+    interval = " and ".join(sorted(kinds)) or "none (no per-image statistics and a single seed)"
+    return low, high, delta_low, delta_high, interval
+
+
+# --- bootstrap over validation images -------------------------------------------------------
+
+def _bootstrap_weights(stacks, n_boot: int, seed: int) -> np.ndarray | None:
+    """How often each image is drawn in each replicate, shared by all methods. Shape ``(B, N)``.
+
+    None when no method has per-image statistics or the methods were evaluated on different
+    numbers of images (then no interval can be paired).
+    """
+    sizes = {s["tp"].shape[1] for s in stacks if s is not None}
+    if len(sizes) != 1 or n_boot < 1:
+        return None
+    n = sizes.pop()
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
+def _boot_iou(stack: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Per-seed IoU (percent) of each replicate. Shapes ``(S, N, K), (B, N) -> (B, S, K)``."""
+    tp, fp, fn = (np.einsum("bn,snk->bsk", weights, stack[k].astype(np.float64)) for k in ("tp", "fp", "fn"))
+    union = tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan) * 100.0
+
+
+def _seed_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the seed axis 1, NaN left out. Shape ``(B, S, K) -> (B, K)``."""
+    with _quiet_nan():
+        return np.nanmean(values, axis=1)
+
+
+def stats_percentile(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0 of bootstrap replicates."""
+    alpha = (1.0 - confidence) / 2.0
+    with _quiet_nan():
+        return tuple(np.nanquantile(replicates, [alpha, 1.0 - alpha], axis=0))
+
+
+def stats_t_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t interval of the mean over axis 0 (seeds)."""
+    from scipy import stats as st
+
+    n = values.shape[0]
+    mean = values.mean(axis=0)
+    half = st.t.ppf(0.5 + confidence / 2.0, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
+    return mean - half, mean + half
