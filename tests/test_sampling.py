@@ -351,8 +351,12 @@ def test_bad_index_and_bad_updates():
     next(iter(sampler))
     with pytest.raises(ValueError, match="batch loss must be finite, got nan"):
         sampler.update(float("nan"))
-    with pytest.raises(ValueError, match="load_state_dict|state is for sampler 'RareClassSampler'"):
+    with pytest.raises(ValueError, match="state is for sampler 'RareClassSampler'"):
         sampler.load_state_dict(RareClassSampler(disjoint_index(), 2, num_batches=5).state_dict())
+    with pytest.raises(ValueError, match="state has seed=1, this sampler has 0"):
+        sampler.load_state_dict(StochasticTCESampler(disjoint_index(), 2, num_batches=5, seed=1).state_dict())
+    with pytest.raises(ValueError, match="state has num_images=7, sampler has 9"):
+        UniformBatchSampler(9, 2, num_batches=5).load_state_dict(UniformBatchSampler(7, 2, num_batches=5).state_dict())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ so ranks see disjoint images in each epoch, and the batches run on across epoch 
 """
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
 from collections import deque
@@ -198,6 +199,7 @@ class _BatchSampler(Sampler[list[int]]):
             "sampler": type(self).__name__,
             "version": _STATE_VERSION,
             "seed": self.seed,
+            "batch_size": self.batch_size,
             "step": self._step,
             "drawn": self._drawn,
             "last_class": self.last_class,
@@ -211,6 +213,10 @@ class _BatchSampler(Sampler[list[int]]):
             raise ValueError(f"state is for sampler {state.get('sampler')!r}, not {type(self).__name__}")
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"unsupported sampler state version {state.get('version')!r}")
+        # The images of a batch depend on seed and batch size: resuming with others is another run.
+        for key in ("seed", "batch_size"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"state has {key}={state[key]!r}, this sampler has {getattr(self, key)!r}")
         self._step = int(state["step"])
         self._drawn = int(state["drawn"])
         self.last_class = state["last_class"]
@@ -250,6 +256,13 @@ class UniformBatchSampler(_BatchSampler):
     weights = None
     draw_histogram = None
 
+    def _extra_state(self) -> dict:
+        return {"num_images": self.num_images}
+
+    def _load_extra_state(self, state: dict) -> None:
+        if int(state["num_images"]) != self.num_images:
+            raise ValueError(f"state has num_images={state['num_images']}, sampler has {self.num_images}")
+
     def _epoch_images(self, epoch: int) -> list[int]:
         """This rank's share of epoch ``epoch``'s permutation (cached for the current epoch)."""
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
@@ -269,7 +282,7 @@ class UniformBatchSampler(_BatchSampler):
 
 
 class _ClassBatchSampler(_BatchSampler):
-    """Draw a class from ``self._weights_tensor``, then a batch uniformly from its ``D_c``."""
+    """Draw a class from the current weights, then a batch uniformly from its ``D_c``."""
 
     def __init__(self, class_index: ClassIndex, batch_size: int, *, num_batches: int, min_pixels: int,
                  seed: int, rank: int, world_size: int, class_names: Sequence[str] | None = None):
@@ -293,12 +306,12 @@ class _ClassBatchSampler(_BatchSampler):
                           f"the class draw: {', '.join(named)}", stacklevel=3)
         self._class_generator = torch.Generator().manual_seed(_mix64(self.seed))
         self._histogram = np.zeros(self.num_classes, dtype=np.int64)
-        self._weights_tensor = torch.from_numpy(self.eligible / self.eligible.sum())
+        self._set_weights(self.eligible / self.eligible.sum())
 
     @property
     def weights(self) -> np.ndarray:
         """Current class-draw probabilities, shape ``(K,)`` (0 for classes left out)."""
-        return self._weights_tensor.numpy().copy()
+        return self._weights.copy()
 
     @property
     def draw_histogram(self) -> np.ndarray:
@@ -306,9 +319,19 @@ class _ClassBatchSampler(_BatchSampler):
         return self._histogram.copy()
 
     def _draw_class(self) -> int:
-        class_id = int(torch.multinomial(self._weights_tensor, 1, generator=self._class_generator))
+        # Inverse CDF on one uniform from the shared class generator (a third of the cost of
+        # torch.multinomial); a class of weight 0 has an empty interval and is never drawn.
+        u = float(torch.rand((), generator=self._class_generator, dtype=torch.float64))
+        cumulative = self._cumulative
+        class_id = min(bisect.bisect_right(cumulative, u * cumulative[-1]), self._last_drawable)
         self._histogram[class_id] += 1
         return class_id
+
+    def _set_weights(self, weights: np.ndarray) -> None:
+        """Install new draw probabilities (shape ``(K,)``) and their cumulative sums."""
+        self._weights = weights
+        self._cumulative = np.cumsum(weights).tolist()
+        self._last_drawable = int(np.flatnonzero(weights > 0)[-1])
 
     def _images(self, number: int, class_id: int) -> list[int]:
         candidates = self._images_of[class_id]
@@ -358,8 +381,7 @@ class RareClassSampler(_ClassBatchSampler):
         super().__init__(class_index, batch_size, num_batches=num_batches, min_pixels=min_pixels,
                          seed=seed, rank=rank, world_size=world_size, class_names=class_names)
         self.temperature = temperature
-        self._weights_tensor = torch.from_numpy(
-            rcs_probabilities(class_index.class_frequencies(), temperature, self.eligible))
+        self._set_weights(rcs_probabilities(class_index.class_frequencies(), temperature, self.eligible))
 
 
 def rcs_probabilities(frequencies: np.ndarray, temperature: float, eligible: np.ndarray | None = None) -> np.ndarray:
@@ -439,7 +461,7 @@ class StochasticTCESampler(_ClassBatchSampler):
         return np.where(self.eligible, self._log_tilted.numpy(), -np.inf)
 
     def _refresh_weights(self) -> None:
-        self._weights_tensor = torch.from_numpy(tce_weights(self._log_tilted.numpy(), self.eligible, self.floor))
+        self._set_weights(tce_weights(self._log_tilted.numpy(), self.eligible, self.floor))
 
     def _apply_update(self, batch: _Batch, batch_loss) -> None:
         if batch_loss is None:
@@ -510,15 +532,13 @@ def _as_float(name: str, value) -> float:
 
 def _all_reduce_mean(batch_loss) -> float:
     """The loss as a float, averaged over ranks when torch.distributed runs several processes."""
-    # float64 from the start: a Python float must not pass through float32 on its way in.
-    value = torch.as_tensor(batch_loss).detach().to(torch.float64) if torch.is_tensor(batch_loss) \
-        else torch.tensor(batch_loss, dtype=torch.float64)
-    if value.numel() != 1:
-        raise ValueError(f"batch loss must be a scalar, got shape {tuple(value.shape)}")
+    if torch.is_tensor(batch_loss) and batch_loss.numel() != 1:
+        raise ValueError(f"batch loss must be a scalar, got shape {tuple(batch_loss.shape)}")
+    value = float(batch_loss)  # float64 throughout: a Python float never passes through float32
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        value = value.reshape(1).to(device=device, dtype=torch.float64)
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        return float(value) / dist.get_world_size()
-    return float(value)
+        total = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return float(total) / dist.get_world_size()
+    return value
