@@ -285,24 +285,40 @@ def _summarize_method(group: list[RunResult], bootstrap: bool) -> MethodSummary:
 
 
 def _bootstrap_halfwidths(run: RunResult):
-    """95 % bootstrap CI half-widths over images: ``({metric: w}, iou_w (K,))``, or None.
+    """95 % bootstrap CI half-widths over validation images: ``({metric: w}, iou_w (K,))``, or None.
 
-    None when the run stores no ``per_image`` counts. Fixed resampling seed, so the gate is
-    deterministic.
+    Each replicate draws the images with replacement (a fixed seed: the gate is deterministic),
+    sums their tp/fp/fn, and recomputes the IoUs and the fairness metrics with the run's own
+    full-set IoU as the sorted-group reference (as in ``metrics.json``). None when the run stores
+    no ``per_image`` counts.
     """
-    stats = run.per_image()
-    if stats is None:
-        return None
-    try:
-        from fairseg_bench.core.stats import bootstrap_iou_fairness
-    except ImportError:
-        return None
+    from fairseg_bench.core.fairness import fairness_metrics
 
-    lo, hi = bootstrap_iou_fairness(
-        stats["tp"], stats["fp"], stats["fn"], resamples=BOOTSTRAP_RESAMPLES, confidence=CONFIDENCE, seed=BOOTSTRAP_SEED
+    stats = run.per_image()
+    if stats is None or stats["tp"].size == 0:
+        return None
+    n_images = stats["tp"].shape[0]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    draws = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=BOOTSTRAP_RESAMPLES).astype(np.float64)
+    tp, fp, fn = (draws @ stats[k].astype(np.float64) for k in ("tp", "fp", "fn"))  # (B, K)
+    union = tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+    fairness = fairness_metrics(iou, reference=run.iou)
+    return (
+        {m: _halfwidth(fairness[m]) for m in METRICS if m in fairness},
+        np.array([_halfwidth(col) for col in iou.T]),
     )
-    fairness = {m: float((hi[m] - lo[m]) / 2) for m in METRICS if m in lo}
-    return fairness, (np.asarray(hi["iou"], dtype=np.float64) - np.asarray(lo["iou"], dtype=np.float64)) / 2
+
+
+def _halfwidth(replicates: np.ndarray) -> float:
+    """Half the width of the central ``CONFIDENCE`` percentile interval; NaN if too few values."""
+    values = _finite(replicates)
+    if values.size < 2:
+        return math.nan
+    alpha = (1.0 - CONFIDENCE) / 2
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return float((high - low) / 2)
 
 
 # --------------------------------------------------------------------------- baseline file
@@ -361,6 +377,10 @@ def read_baseline(path: str | os.PathLike) -> dict:
             raise UserError(f"{where}: iou/iou_per_seed sizes do not match {k} classes x {n} seeds")
         if any(not isinstance(v, list) or len(v) != n for v in record["fairness_per_seed"].values()):
             raise UserError(f"{where}: fairness_per_seed must hold {n} values per metric")
+        ci = record.get("ci_halfwidth")
+        if ci is not None and (not isinstance(ci, dict) or not isinstance(ci.get("fairness"), dict)
+                               or not isinstance(ci.get("iou"), list) or len(ci["iou"]) != k):
+            raise UserError(f"{where}: ci_halfwidth must be null or {{fairness: {{...}}, iou: [{k} values]}}")
         try:
             MethodSummary.from_json(record)
         except (TypeError, ValueError, KeyError) as exc:

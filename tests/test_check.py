@@ -421,6 +421,67 @@ def test_baseline_stores_seed_means_spread_and_per_seed_values(tmp_path):
     assert record["fairness_std"]["worst"] == pytest.approx(np.std(worst, ddof=1))
 
 
+def per_image_counts(seed, n_images=40, k=len(CLASSES)):
+    rng = np.random.default_rng(seed)
+    return {
+        "tp": rng.integers(5, 60, (n_images, k)),
+        "fp": rng.integers(0, 25, (n_images, k)),
+        "fn": rng.integers(0, 25, (n_images, k)),
+    }
+
+
+def write_counted_run(root, counts, method="mcce", seed=0):
+    """A run whose IoU and fairness follow from its per-image counts, stored for the bootstrap."""
+    tp, fp, fn = (counts[k].sum(0) for k in ("tp", "fp", "fn"))
+    iou = list(tp / (tp + fp + fn))
+    path = write_run(root, method, seed, iou)
+    edit_json(path, lambda d: d.__setitem__("per_image", {k: v.tolist() for k, v in counts.items()}))
+    return load_runs(root)
+
+
+def test_baseline_ci_halfwidths_match_scipy_bootstrap(tmp_path):
+    counts = per_image_counts(0)
+    record = gate.make_baseline(write_counted_run(tmp_path / "runs", counts))["methods"]["mcce"]
+    iou_widths = record["ci_halfwidth"]["iou"]
+    for c in range(len(CLASSES)):
+        ref = stats.bootstrap(
+            (counts["tp"][:, c], counts["fp"][:, c], counts["fn"][:, c]),
+            lambda tp, fp, fn: tp.sum() / (tp.sum() + fp.sum() + fn.sum()),
+            paired=True, vectorized=False, method="percentile", n_resamples=2000, random_state=1,
+        ).confidence_interval
+        # Monte-Carlo error of a 1,000-replicate percentile interval: ~10 % of its width
+        assert iou_widths[c] == pytest.approx((ref.high - ref.low) / 2, rel=0.2)
+    assert set(record["ci_halfwidth"]["fairness"]) == set(gate.METRICS)
+    assert all(w > 0 for w in record["ci_halfwidth"]["fairness"].values())
+
+
+def test_ci_rule_allows_drops_inside_the_bootstrap_intervals(tmp_path):
+    counts = per_image_counts(0)
+    baseline = gate.make_baseline(write_counted_run(tmp_path / "base", counts))
+    pole = CLASSES.index("pole")
+    w_base = baseline["methods"]["mcce"]["ci_halfwidth"]["iou"][pole]
+
+    def moved(name, share):
+        # move a share of pole's true positives to false negatives: a pole IoU drop
+        shifted = {k: v.copy() for k, v in counts.items()}
+        delta = (shifted["tp"][:, pole] * share).astype(int)
+        shifted["tp"][:, pole] -= delta
+        shifted["fn"][:, pole] += delta
+        runs = write_counted_run(tmp_path / name, shifted)
+        result = gate.compare(runs, baseline, dict.fromkeys(gate.METRICS, 1.0), per_class_tolerance=0.0, rule="ci")
+        row = next(r for r in result.rows if r.metric == "pole")
+        w_cur = gate.make_baseline(runs)["methods"]["mcce"]["ci_halfwidth"]["iou"][pole]
+        assert row.allowed == pytest.approx(math.hypot(w_base, w_cur), rel=1e-12)
+        fixed = gate.compare(runs, baseline, dict.fromkeys(gate.METRICS, 1.0), per_class_tolerance=0.0)
+        return row, next(r for r in fixed.rows if r.metric == "pole")
+
+    small, small_fixed = moved("small", 0.05)
+    assert 0 < -small.delta < small.allowed
+    assert small.passed and not small_fixed.passed
+    large, _ = moved("large", 0.5)
+    assert -large.delta > large.allowed and not large.passed
+
+
 def test_ci_rule_without_bootstrap_data_is_a_user_error(experiment):
     runs, baseline = experiment
     with pytest.raises(UserError, match="bootstrap"):
