@@ -287,38 +287,18 @@ def _summarize_method(group: list[RunResult], bootstrap: bool) -> MethodSummary:
 def _bootstrap_halfwidths(run: RunResult):
     """95 % bootstrap CI half-widths over validation images: ``({metric: w}, iou_w (K,))``, or None.
 
-    Each replicate draws the images with replacement (a fixed seed: the gate is deterministic),
-    sums their tp/fp/fn, and recomputes the IoUs and the fairness metrics with the run's own
-    full-set IoU as the sorted-group reference (as in ``metrics.json``). None when the run stores
-    no ``per_image`` counts.
+    ``core.stats.bootstrap_ci`` with a fixed seed (the gate is deterministic) and the run's own
+    full-set IoU as the fixed sorted-group ranking (as its ``metrics.json`` fairness uses). None
+    when the run stores no ``per_image`` counts.
     """
-    from fairseg_bench.core.fairness import fairness_metrics
+    from fairseg_bench.core.stats import bootstrap_ci
 
     stats = run.per_image()
     if stats is None or stats["tp"].size == 0:
         return None
-    n_images = stats["tp"].shape[0]
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    draws = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=BOOTSTRAP_RESAMPLES).astype(np.float64)
-    tp, fp, fn = (draws @ stats[k].astype(np.float64) for k in ("tp", "fp", "fn"))  # (B, K)
-    union = tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-    fairness = fairness_metrics(iou, reference=run.iou)
-    return (
-        {m: _halfwidth(fairness[m]) for m in METRICS if m in fairness},
-        np.array([_halfwidth(col) for col in iou.T]),
-    )
-
-
-def _halfwidth(replicates: np.ndarray) -> float:
-    """Half the width of the central ``CONFIDENCE`` percentile interval; NaN if too few values."""
-    values = _finite(replicates)
-    if values.size < 2:
-        return math.nan
-    alpha = (1.0 - CONFIDENCE) / 2
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float((high - low) / 2)
+    ci = bootstrap_ci(stats, reference=run.iou, n_boot=BOOTSTRAP_RESAMPLES, confidence=CONFIDENCE, seed=BOOTSTRAP_SEED)
+    half = {key: (np.asarray(v["high"], dtype=np.float64) - np.asarray(v["low"], dtype=np.float64)) / 2 for key, v in ci.items()}
+    return {m: float(half[m]) for m in METRICS if m in half}, half["iou"]
 
 
 # --------------------------------------------------------------------------- baseline file
