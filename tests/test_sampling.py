@@ -8,7 +8,6 @@ import socket
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 
 from fairseg_bench.core.class_index import ClassIndex
 from fairseg_bench.core.sampling import RareClassSampler, StochasticTCESampler, UniformBatchSampler
@@ -144,6 +143,8 @@ def test_extreme_tilt_keeps_weights_finite(t, losses):
 
 
 def chi_square_p(observed, probabilities):
+    from scipy import stats  # imported here so that the spawned distributed workers skip it
+
     expected = np.asarray(probabilities) * observed.sum()
     keep = expected > 0
     assert observed[~keep].sum() == 0, "a class with probability 0 was drawn"
@@ -302,6 +303,22 @@ def test_works_as_dataloader_batch_sampler():
         sampler.update(torch.tensor(0.7))
         seen += 1
     assert seen == 40 and len(loader) == 0 and list(sampler) == []
+
+
+def test_dataloader_worker_prefetch_never_misattributes_a_loss():
+    index = disjoint_index()
+    sampler = StochasticTCESampler(index, 2, num_batches=30, t=1.0, gamma=0.3, seed=1)
+    reference = ReferenceAlgorithm1(4, 1.0, 0.3)
+    dataset = torch.utils.data.TensorDataset(torch.arange(index.num_images))
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=2, prefetch_factor=2)
+    depth = 0
+    for (images,) in loader:
+        depth = max(depth, len(sampler.pending))
+        c = class_of(images.tolist(), index)  # the class of the batch actually trained on
+        sampler.update(0.5 + c)
+        reference.update(c, 0.5 + c)
+        np.testing.assert_allclose(sampler.weights, reference.weights(), rtol=1e-12)
+    assert depth > 2  # the workers really drew ahead
 
 
 def test_uniform_sampler_covers_images_uniformly():
