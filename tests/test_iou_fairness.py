@@ -214,3 +214,19 @@ def test_paper_table1_gives_table3():
         for key in table3.columns:
             assert abs(ours[key] - table3.loc[method, key]) <= 0.01 + 1e-9, (method, key)
     assert set(table3.columns) == set(PAPER_KEYS) - {"miou"}
+
+
+def test_vectorised_percentile_equals_numpy_nanpercentile():
+    import warnings
+
+    from fairseg_bench.core.fairness import nan_percentile
+
+    rng = np.random.default_rng(0)
+    for shape in [(19,), (50, 7), (3, 4, 5), (10, 1)]:
+        x = rng.random(shape)
+        x[x < 0.2] = np.nan
+        for q in [0, 2.5, 25, 50, 75, 97.5, 100]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+                expected = np.nanpercentile(x, q, axis=-1)
+            np.testing.assert_array_equal(nan_percentile(x, q), expected)

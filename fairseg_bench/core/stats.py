@@ -12,11 +12,9 @@ contain (no ground truth, no prediction) is NaN in that replicate and left out o
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from fairseg_bench.core.fairness import fairness_metrics
+from fairseg_bench.core.fairness import fairness_metrics, nan_percentile
 
 __all__ = [
     "bootstrap_counts",
@@ -88,10 +86,8 @@ def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     alpha = 100 * (1 - confidence) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column is NaN
-        low, high = np.nanpercentile(np.asarray(samples, dtype=np.float64), [alpha, 100 - alpha], axis=0)
-    return low, high
+    columns = np.moveaxis(np.asarray(samples, dtype=np.float64), 0, -1)
+    return nan_percentile(columns, alpha), nan_percentile(columns, 100 - alpha)
 
 
 def _plain(value):
