@@ -10,7 +10,8 @@ plain tensor, never torchvision's ``{"out", "aux"}`` dict).
 - ``deeplabv3_resnet50`` / ``deeplabv3_resnet101`` / ``lraspp_mobilenet_v3``: torchvision's.
 - ``unet_small``: the CPU default, ~0.49 M parameters, full-resolution output; an output stride
   of 16 cannot draw a 1–2 px pole, so the benchmark's thin classes need a model that keeps every
-  pixel.
+  pixel. ``unet_tiny`` (~0.12 M, half the widths) trains about twice as fast (measured on 2 CPU
+  threads at batch 16 × 64×128: 0.27 s vs 0.13 s per Adam step).
 
 ``pretrained=True`` loads ImageNet backbone weights through torchvision's weights API (the torch
 hub cache, ``$TORCH_HOME/hub/checkpoints``); nothing else is ever downloaded.
@@ -158,10 +159,12 @@ def _lraspp_mobilenet_v3(num_classes: int, pretrained: bool) -> nn.Module:
     return OutTensor(lraspp_mobilenet_v3_large(weights=None, weights_backbone=weights, num_classes=num_classes))
 
 
-def _unet_small(num_classes: int, pretrained: bool) -> nn.Module:
-    if pretrained:
-        raise UserError("unet_small has no pretrained weights; drop --pretrained or pick another model")
-    return SmallUNet(num_classes)
+def _unet(widths) -> Callable[[int, bool], nn.Module]:
+    def build(num_classes: int, pretrained: bool) -> nn.Module:
+        if pretrained:
+            raise UserError("the UNets have no pretrained weights; drop --pretrained or pick another model")
+        return SmallUNet(num_classes, widths)
+    return build
 
 
 MODELS: dict[str, Callable[[int, bool], nn.Module]] = {
@@ -169,7 +172,8 @@ MODELS: dict[str, Callable[[int, bool], nn.Module]] = {
     "deeplabv3_resnet50": _deeplabv3(50),
     "deeplabv3_resnet101": _deeplabv3(101),
     "lraspp_mobilenet_v3": _lraspp_mobilenet_v3,
-    "unet_small": _unet_small,
+    "unet_small": _unet((16, 32, 64, 128)),
+    "unet_tiny": _unet((8, 16, 32, 64)),
 }
 
 

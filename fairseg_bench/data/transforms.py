@@ -80,8 +80,8 @@ class PairedTransform:
         ])
 
     def __call__(self, image: np.ndarray, label: np.ndarray):
-        image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
-        mask_t = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(label)))
+        image_t = tv_tensors.Image(torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1))
+        mask_t = tv_tensors.Mask(torch.from_numpy(np.require(label, requirements=["C", "W"])))
         image_t, mask_t = self.pipeline(image_t, mask_t)
         return image_t.as_subclass(torch.Tensor), mask_t.as_subclass(torch.Tensor).long()
 
