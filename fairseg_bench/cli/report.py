@@ -29,14 +29,16 @@ def _default_out(runs: tuple[str, ...]) -> Path:
               help="Method whose confusion matrix is drawn (default: the reference).")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(0), default=1000, show_default=True,
               help="Bootstrap replicates over validation images (0: no intervals).")
-def report(runs, reference, out, formats, sota, baseline, confusion_method, n_boot):
+@click.option("--no-figures", is_flag=True, help="Tables only (no PNG/PDF figures).")
+def report(runs, reference, out, formats, sota, baseline, confusion_method, n_boot, no_figures):
     """Tables (Markdown, LaTeX, CSV), figures and an HTML page for RUNS (folders, metrics.json or CSVs)."""
     from fairseg_bench.report import build_report, parse_formats
 
     formats = parse_formats(formats)  # fail on a bad format before any work
     out = Path(out) if out else _default_out(runs)
     written = build_report(list(runs), reference=reference, out=out, formats=formats, sota_csv=sota,
-                           baseline=baseline, confusion_method=confusion_method, n_boot=n_boot)
+                           baseline=baseline, confusion_method=confusion_method, n_boot=n_boot,
+                           figures=not no_figures)
     click.echo(f"wrote {len(written)} files under {out}")
     index = out / "index.html"
     if index in written:

@@ -78,7 +78,7 @@ def _markdown(tables, figures, figure_dir: str) -> str:
 
 def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMATS, sota_csv=None,
                  baseline=None, confusion_method: str | None = None, n_boot: int = 1000,
-                 seed: int = 0, decimals: int = 2) -> list[Path]:
+                 seed: int = 0, decimals: int = 2, figures: bool = True) -> list[Path]:
     """Write the report of the runs/CSVs at ``runs_paths`` under ``out``; returns the written paths.
 
     Args:
@@ -94,9 +94,10 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
         n_boot: bootstrap replicates over validation images.
         seed: seed of the bootstrap draws (reports are reproducible).
         decimals: digits after the point in the tables.
+        figures: draw the figures (PNG, PDF, and on the page); False for tables only.
     """
     from fairseg_bench.report import tables as tb
-    from fairseg_bench.report.figures import save_figure
+    from fairseg_bench.report.figures import png_bytes, save_figure
     from fairseg_bench.report.html import write_html
     from fairseg_bench.report.inputs import load_inputs
     from fairseg_bench.report.summary import summarize
@@ -116,9 +117,11 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
 
     out = Path(out)
     written: list[Path] = []
-    figures = _figures(data, summary, confusion_method)
-    for name, _, fig in figures:
-        written += save_figure(fig, out / "figures", name)
+    rendered = []  # (name, caption, PNG bytes): each figure is drawn once for the files and the page
+    for name, caption, fig in _figures(data, summary, confusion_method) if figures else []:
+        png = png_bytes(fig)
+        written += save_figure(fig, out / "figures", name, png)
+        rendered.append((name, caption, png))
     for table in tables:
         if "latex" in formats:
             write_atomic(out / f"{table.name}.tex", table.to_latex())
@@ -127,10 +130,10 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
             write_atomic(out / f"{table.name}.csv", table.to_csv())
             written.append(out / f"{table.name}.csv")
     if "md" in formats:
-        write_atomic(out / "report.md", _markdown(tables, figures, "figures"))
+        write_atomic(out / "report.md", _markdown(tables, rendered, "figures"))
         written.append(out / "report.md")
     if "html" in formats:
-        written.append(write_html(out / "index.html", data, summary, tables, figures))
+        written.append(write_html(out / "index.html", data, summary, tables, rendered))
     if baseline is not None:
         written.append(_write_baseline(baseline, data))
     return written

@@ -7,6 +7,7 @@ palette. Figures have a fixed size (no tight bounding box), so a PNG is ``figsiz
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -41,13 +42,23 @@ def method_colours(methods: list[str], reference: str) -> dict[str, tuple]:
     return colours
 
 
-def save_figure(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.pdf`` under ``out_dir``; returns both paths."""
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG, ``figsize * DPI`` pixels."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, out_dir: str | Path, name: str, png: bytes | None = None) -> list[Path]:
+    """Write ``name.png`` (``png`` if already rendered) and ``name.pdf`` under ``out_dir``; returns both paths."""
+    from fairseg_bench.results import write_atomic
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=DPI)
+    write_atomic(paths[0], png if png is not None else png_bytes(fig))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="pdf", dpi=DPI)
+    write_atomic(paths[1], buffer.getvalue())
     return paths
 
 
@@ -85,9 +96,18 @@ def _grouped_bars(ax, values: pd.DataFrame, lower: pd.DataFrame, upper: pd.DataF
 
 
 def _interval_label(summary: Summary) -> str:
-    if (summary.n_seeds > 1).any():
-        return "error bars: bootstrap CI over images where available, else ± std over seeds"
-    return f"error bars: {round(summary.confidence * 100)}% bootstrap CI over images"
+    """What the error bars of the per-class figure are."""
+    level = round(summary.confidence * 100)
+    with_ci = summary.iou_low.notna().any(axis=1)
+    has_ci = with_ci.any()
+    has_std = (summary.n_seeds[~with_ci] > 1).any()
+    if has_ci and has_std:
+        return f"error bars: {level}% bootstrap CI over images where available, else ± std over seeds"
+    if has_ci:
+        return f"error bars: {level}% bootstrap CI over images"
+    if has_std:
+        return "error bars: ± std over seeds"
+    return "no error bars (no per-image statistics, one seed)"
 
 
 def per_class_iou(summary: Summary) -> Figure:
@@ -125,8 +145,9 @@ def delta_iou(summary: Summary) -> Figure | None:
     ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
     ax.set_ylabel(f"Δ IoU vs {summary.reference} (pp)")
     level = round(summary.confidence * 100)
-    ax.set_title(f"IoU difference against {summary.reference}\nerror bars: paired {level}% bootstrap CI "
-                 "over validation images", fontsize=10)
+    bars = (f"error bars: paired {level}% bootstrap CI over validation images" if has_ci.any().any()
+            else "no error bars (no per-image statistics)")
+    ax.set_title(f"IoU difference against {summary.reference}\n{bars}", fontsize=10)
     colours = method_colours(summary.methods, summary.reference)
     handles = [Patch(color=colours[m], label=m) for m in others]
     if (alphas < 1).any().any():

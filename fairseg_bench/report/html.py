@@ -6,7 +6,6 @@ URIs, so the page opens from disk (or as a CI artefact) as it is.
 from __future__ import annotations
 
 import base64
-import io
 from pathlib import Path
 
 import jinja2
@@ -30,6 +29,7 @@ TEMPLATE = """<!DOCTYPE html>
  table.report-table { border-collapse: collapse; margin: .6rem 0; font-size: .82rem; font-variant-numeric: tabular-nums; }
  table.report-table th, table.report-table td { border: 1px solid #d0d7de; padding: .25rem .45rem; text-align: right; white-space: nowrap; }
  table.report-table th { background: #f6f8fa; }
+ table.report-table thead th[colspan] { text-align: center; }
  table.report-table tbody th { text-align: left; }
  table.meta td, table.meta th { text-align: left; padding: .15rem .8rem .15rem 0; vertical-align: top; }
  p.note { font-size: .82rem; color: #57606a; margin: .2rem 0; }
@@ -60,13 +60,12 @@ TEMPLATE = """<!DOCTYPE html>
 """
 
 
-def figure_png_base64(fig) -> str:
-    """A figure as a base64 PNG string (for a ``data:`` URI)."""
-    from fairseg_bench.report.figures import DPI
+def figure_png_base64(figure) -> str:
+    """A figure (or its PNG bytes) as a base64 string for a ``data:`` URI."""
+    from fairseg_bench.report.figures import png_bytes
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    png = figure if isinstance(figure, bytes) else png_bytes(figure)
+    return base64.b64encode(png).decode("ascii")
 
 
 def _config_text(run) -> str:
@@ -87,17 +86,21 @@ def render_html(data: ReportInput, summary: Summary, tables: list, figures: list
         data: the report's inputs (for the run configs).
         summary: the numbers (for the header facts).
         tables: :class:`~fairseg_bench.report.tables.Table` objects, in page order.
-        figures: ``(name, caption, Figure)`` triples, in page order.
+        figures: ``(name, caption, Figure or PNG bytes)`` triples, in page order.
         title: the page heading.
     """
     seeds = ", ".join(f"{m} ({n} seed{'s' if n != 1 else ''})" for m, n in summary.n_seeds.items())
     sources = sorted({str(r.source.parent if r.metrics else r.source) for r in data.runs})
+    if len(sources) > 3:
+        import os.path
+
+        sources = [f"{len(sources)} runs under {os.path.commonpath(sources)}"]
     meta = [
         ("methods", seeds),
         ("reference", f"{summary.reference} (classes sorted by its seed-mean IoU)"),
         ("classes", f"{len(summary.classes)}: {', '.join(summary.classes)}"),
         ("intervals", summary.interval),
-        ("inputs", "; ".join(sources[:8]) + (f"; … ({len(sources)} in all)" if len(sources) > 8 else "")),
+        ("inputs", "; ".join(sources)),
     ]
     experiments = sorted({r.metrics.get("experiment") for r in data.runs if r.metrics.get("experiment")})
     if experiments:

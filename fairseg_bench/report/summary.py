@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fairseg_bench.core import stats
 from fairseg_bench.core.fairness import fairness_metrics
 from fairseg_bench.report.inputs import ReportInput
 
@@ -103,19 +104,18 @@ def _seed_std(values: np.ndarray) -> np.ndarray:
 
 def _per_image_stack(data: ReportInput, method: str) -> dict[str, np.ndarray] | None:
     """Per-image tp/fp/fn of every seed of ``method``, stacked ``(S, N, K)``; None if any is missing."""
-    stats_ = [r.per_image() for r in data.runs_of(method)]
-    if not stats_ or any(s is None for s in stats_):
+    per_run = [r.per_image() for r in data.runs_of(method)]
+    if not per_run or any(s is None for s in per_run):
         return None
-    shapes = {s["tp"].shape for s in stats_}
-    if len(shapes) != 1:
+    if len({s["tp"].shape for s in per_run}) != 1:
         return None
-    return {k: np.stack([s[k] for s in stats_]) for k in ("tp", "fp", "fn")}
+    return {k: np.stack([s[k] for s in per_run]) for k in ("tp", "fp", "fn")}
 
 
-def _fairness_rows(iou_seeds: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Fairness metrics of every seed. Shape ``(S, K) -> (S, len(FAIRNESS_KEYS))``."""
-    rows = [fairness_metrics(iou, reference=reference) for iou in iou_seeds]
-    return np.array([[row[k] for k in FAIRNESS_KEYS] for row in rows], dtype=np.float64)
+def _fairness_rows(iou: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Fairness metrics of every row (seed, replicate). Shape ``(..., K) -> (..., len(FAIRNESS_KEYS))``."""
+    metrics = fairness_metrics(np.atleast_2d(iou), reference=reference)
+    return np.stack([np.asarray(metrics[k], dtype=np.float64) for k in FAIRNESS_KEYS], axis=-1)
 
 
 def summarize(data: ReportInput, reference: str | None = None, *, n_boot: int = 1000,
@@ -176,7 +176,7 @@ def _fairness_replicates(per_image, weights, ref_iou) -> np.ndarray | None:
         return None
     reps = _boot_iou(per_image, weights)  # (B, S, K)
     with _quiet_nan():
-        return np.stack([np.nanmean(_fairness_rows(rep, ref_iou), axis=0) for rep in reps])
+        return np.nanmean(_fairness_rows(reps, ref_iou), axis=1)
 
 
 def _fairness_intervals(methods, reference, fair_seeds, replicates, confidence):
@@ -197,7 +197,7 @@ def _fairness_intervals(methods, reference, fair_seeds, replicates, confidence):
     return low, high, delta_low, delta_high, interval
 
 
-# --- bootstrap over validation images -------------------------------------------------------
+# --- bootstrap over validation images (core.stats) -----------------------------------------
 
 def _bootstrap_weights(stacks, n_boot: int, seed: int) -> np.ndarray | None:
     """How often each image is drawn in each replicate, shared by all methods. Shape ``(B, N)``.
@@ -208,17 +208,18 @@ def _bootstrap_weights(stacks, n_boot: int, seed: int) -> np.ndarray | None:
     sizes = {s["tp"].shape[1] for s in stacks if s is not None}
     if len(sizes) != 1 or n_boot < 1:
         return None
-    n = sizes.pop()
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    return stats.bootstrap_counts(sizes.pop(), n_boot, seed)
 
 
-def _boot_iou(stack: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+def _boot_iou(stack: dict[str, np.ndarray], counts: np.ndarray) -> np.ndarray:
     """Per-seed IoU (percent) of each replicate. Shapes ``(S, N, K), (B, N) -> (B, S, K)``."""
-    tp, fp, fn = (np.einsum("bn,snk->bsk", weights, stack[k].astype(np.float64)) for k in ("tp", "fp", "fn"))
-    union = tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / union, np.nan) * 100.0
+    per_seed = []
+    for s in range(stack["tp"].shape[0]):
+        totals = stats.resample_totals({k: stack[k][s] for k in ("tp", "fp", "fn")}, counts)
+        union = totals["tp"] + totals["fp"] + totals["fn"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_seed.append(np.where(union > 0, totals["tp"] / union, np.nan) * 100.0)
+    return np.stack(per_seed, axis=1)
 
 
 def _seed_mean(values: np.ndarray) -> np.ndarray:
@@ -228,17 +229,11 @@ def _seed_mean(values: np.ndarray) -> np.ndarray:
 
 
 def stats_percentile(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0 of bootstrap replicates."""
-    alpha = (1.0 - confidence) / 2.0
-    with _quiet_nan():
-        return tuple(np.nanquantile(replicates, [alpha, 1.0 - alpha], axis=0))
+    """Percentile interval over axis 0 of bootstrap replicates (NaN replicates left out)."""
+    return stats.percentile_interval(replicates, confidence)
 
 
 def stats_t_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Student-t interval of the mean over axis 0 (seeds)."""
-    from scipy import stats as st
-
-    n = values.shape[0]
-    mean = values.mean(axis=0)
-    half = st.t.ppf(0.5 + confidence / 2.0, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
-    return mean - half, mean + half
+    summary = stats.seed_summary(values, confidence)
+    return summary["low"], summary["high"]

@@ -14,6 +14,7 @@ to GitHub Markdown, LaTeX (booktabs, through pandas' ``Styler.to_latex``), HTML 
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,7 +72,8 @@ class Table:
     def _number(self, value: float, signed: bool) -> str:
         if value is None or not math.isfinite(value):
             return DASH
-        return f"{value:+.{self.decimals}f}" if signed else f"{value:.{self.decimals}f}"
+        text = format_decimal(value, self.decimals)
+        return ("+" + text) if signed and not text.startswith("-") else text
 
     def cells(self, part: Part, *, pm: str = " ± ", mark=lambda m: m, dash: str = DASH) -> pd.DataFrame:
         """Cell strings of a part (without bold): ``mean ± std`` and marks."""
@@ -158,6 +160,13 @@ def _label_corner(cells: pd.DataFrame, header: str) -> None:
 
 # --- minimal format helpers ------------------------------------------------------------------
 
+def format_decimal(value: float, decimals: int) -> str:
+    """Round half up as printed tables do, after removing float noise (64.595 -> '64.60', not '64.59')."""
+    exact = Decimal(repr(round(float(value), 9)))
+    text = str(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
+    return text[1:] if text.startswith("-") and Decimal(text) == 0 else text  # no "-0.00"
+
+
 def markdown_table(cells: pd.DataFrame, index_header: str) -> str:
     """A GFM pipe table: index as the first, left-aligned column; values right-aligned."""
     def row(values):
@@ -238,7 +247,10 @@ def table1_delta(summary: Summary, *, decimals: int = 2) -> Table:
     marks = summary.significant.loc[others, columns].replace({True: DAGGER, False: ""})
     parts = [Part(mean=delta[cols], marks=marks[cols], signed=True) for cols in split_columns(columns)]
     long = _long_frame(summary, columns)
-    notes = [_dagger_note(summary), "Differences of the seed means; intervals are in the CSV."]
+    if summary.delta_low.loc[others].notna().any().any():
+        notes = [_dagger_note(summary), "Differences of the seed means; their intervals are in the CSV."]
+    else:
+        notes = ["No intervals: the inputs carry no per-image statistics."]
     title = f"Table 1 Δ: IoU difference (percentage points) against {summary.reference}."
     return Table("table1_delta", title, parts, csv=long, notes=notes, decimals=decimals)
 
@@ -292,8 +304,8 @@ def table3(summary: Summary, *, decimals: int = 2) -> Table:
     sig = rename(summary.fairness_significant).replace({True: DAGGER, False: ""})
     sig.loc[summary.reference] = ""
     notes = [
-        f"Sorted bottom/top: the mean IoU over the {_k(summary)} classes that {summary.reference} "
-        f"(seed mean) does worst/best on. Percentile: the model's own 25th/75th percentile IoU and "
+        f"Sorted bottom/top: the mean IoU over the {_k(summary)} classes that {summary.reference}"
+        f"{' (seed mean)' if summary.n_seeds.max() > 1 else ''} does worst/best on. Percentile: the model's own 25th/75th percentile IoU and "
         f"the mean of the IoUs at or beyond it. Bold: the fairest value per column.",
     ]
     if sig.eq(DAGGER).any().any():
