@@ -1,0 +1,199 @@
+"""``fairseg-bench metrics``: the paper's Table 1 gives its Table 3; inputs; bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairseg_bench.cli import main
+from fairseg_bench.core.fairness import fairness_metrics
+from fairseg_bench.core.iou import per_class_iou
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TABLE1 = FIXTURES / "paper_table1.csv"
+TABLE3 = pd.read_csv(FIXTURES / "paper_table3.csv").set_index("method")
+
+
+def run(capsys, *args):
+    """Run the CLI in-process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["metrics", *map(str, args)])
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def as_json(capsys, *args):
+    code, out, err = run(capsys, *args, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_paper_table1_gives_table3_through_json(capsys):
+    result = as_json(capsys, TABLE1, "--reference", "MCCE")
+    assert list(result) == list(TABLE3.index)
+    for method, row in TABLE3.iterrows():
+        for key, printed in row.items():
+            assert abs(result[method][key] - printed) <= 0.01 + 1e-9, (method, key)
+        assert result[method]["k"] == 5 and result[method]["n_classes"] == 19
+
+
+def test_paper_table1_gives_table3_through_csv(capsys):
+    code, out, _ = run(capsys, TABLE1, "--format", "csv")  # default reference: MCCE
+    assert code == 0
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(out)).set_index("method")
+    for method, row in TABLE3.iterrows():
+        for key, printed in row.items():
+            assert abs(table.loc[method, key] - printed) <= 0.01 + 1e-9, (method, key)
+
+
+def test_markdown_prints_the_papers_cells(capsys):
+    code, out, _ = run(capsys, TABLE1, "--table", "fairness")
+    assert code == 0
+    lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    for method, row in TABLE3.iterrows():
+        cells = [c.strip() for c in lines[method].split("|")[2:-1]]
+        expected = [
+            f"{row.sorted_bottom:.2f}",
+            f"{row.sorted_top:.2f}",
+            f"({row.pct_bottom_threshold:.2f}, {row.pct_bottom_mean:.2f})",
+            f"({row.pct_top_threshold:.2f}, {row.pct_top_mean:.2f})",
+            f"{row.worst:.2f}",
+            f"{row['std']:.2f}",
+        ]
+        assert cells[1:7] == expected, method  # cells[0] is mIoU
+
+
+def test_per_class_table_is_sorted_by_the_reference(capsys):
+    code, out, _ = run(capsys, TABLE1, "--reference", "TCE t=1", "--table", "per-class", "--format", "csv")
+    assert code == 0
+    header = out.splitlines()[0].split(",")
+    tce1 = pd.read_csv(TABLE1).set_index("method").loc["TCE t=1"]
+    assert header[1:-1] == list(tce1.sort_values(kind="stable").index)
+    assert header[-1] == "mIoU"
+
+
+def test_split_and_latex(capsys):
+    code, out, _ = run(capsys, TABLE1, "--split", "--table", "per-class")
+    assert code == 0 and out.count("| method |") == 2
+    code, out, _ = run(capsys, TABLE1, "--format", "latex")
+    assert code == 0 and "\\toprule" in out and "\\multicolumn{2}{c}{sorted 25\\%}" in out
+
+
+def test_long_csv_and_fraction_json_give_the_same_numbers(capsys, tmp_path):
+    wide = pd.read_csv(TABLE1)
+    long = wide.melt(id_vars="method", var_name="class", value_name="iou")
+    long.to_csv(tmp_path / "long.csv", index=False)
+    fractions = {m: {c: v / 100 for c, v in row.items()} for m, row in wide.set_index("method").iterrows()}
+    (tmp_path / "fractions.json").write_text(json.dumps(fractions))
+    reference = as_json(capsys, TABLE1)
+    from_long = as_json(capsys, tmp_path / "long.csv")
+    assert list(from_long) == list(reference)
+    for method in reference:
+        assert from_long[method] == pytest.approx(reference[method], abs=1e-12)
+    from_json = as_json(capsys, tmp_path / "fractions.json")
+    for method in reference:
+        assert from_json[method] == pytest.approx(reference[method], abs=1e-9)
+    assert as_json(capsys, tmp_path / "fractions.json", "--scale", "fraction") == from_json
+
+
+def test_confusion_matrix_json_and_metrics_json(capsys, tmp_path):
+    from fairseg_bench.results import write_json_atomic
+
+    rng = np.random.default_rng(0)
+    cms = {name: rng.integers(0, 50, (4, 4)) for name in ("mcce", "tce")}
+    cms["tce"][3] = 0
+    cms["tce"][:, 3] = 0  # class 3 absent for this model: NaN, left out
+    classes = ["road", "car", "pole", "bus"]
+    doc = {name: {"classes": classes, "confusion_matrix": cm.tolist()} for name, cm in cms.items()}
+    (tmp_path / "cms.json").write_text(json.dumps(doc))
+    result = as_json(capsys, tmp_path / "cms.json")
+    for name, cm in cms.items():
+        iou = per_class_iou(cm) * 100
+        expected = fairness_metrics(iou, per_class_iou(cms["mcce"]) * 100)
+        assert result[name] == pytest.approx(expected, nan_ok=True)
+    assert result["tce"]["n_classes"] == 3
+    run_doc = {
+        "schema_version": 1, "experiment": "quick", "method": "focal", "seed": 0, "classes": classes,
+        "confusion_matrix": cms["mcce"].tolist(), "iou": list(per_class_iou(cms["mcce"])),
+    }
+    write_json_atomic(tmp_path / "run" / "metrics.json", run_doc)
+    both = as_json(capsys, tmp_path / "cms.json", tmp_path / "run" / "metrics.json", "--reference", "mcce")
+    assert both["focal-s0"] == pytest.approx(both["mcce"])
+
+
+def test_empty_cell_is_an_absent_class(capsys, tmp_path):
+    (tmp_path / "t.csv").write_text("method,a,b,c,d\nx,50,,70,90\ny,40,60,80,\n")
+    result = as_json(capsys, tmp_path / "t.csv", "--reference", "y")
+    expected = fairness_metrics([50, np.nan, 70, 90], [40, 60, 80, np.nan])
+    assert result["x"] == pytest.approx(expected)
+    assert result["x"]["n_classes"] == 3
+
+
+BAD_INPUTS = {
+    "missing file": ([], "no such file"),
+    "unknown reference": (["--reference", "nope"], "reference 'nope' is not among the methods"),
+    "no method column": ("name,a,b\nx,1,2\n", "no 'method' column"),
+    "non-numeric IoU": ("method,a,b\nx,50,abc\n", "IoU 'abc' of method 'x', class 'b' is not a number"),
+    "IoU above 100": ("method,a,b\nx,50,130\n", "IoU 130 of method 'x', class 'b' is above 100"),
+    "negative IoU": ("method,a,b\nx,50,-3\n", "is below 0"),
+    "empty CSV": ("", "empty file"),
+    "header only": ("method,a,b\n", "no rows"),
+    "all classes empty": ("method,a,b\nx,50,60\ny,,\n", "method 'y' has no IoU value"),
+    "duplicate method": ("method,a,b\nx,50,60\nx,40,60\n", "appears in more than one row"),
+    "long CSV missing a class": ("method,class,iou\nx,a,50\nx,b,60\ny,a,40\n", "method 'y' has no row for class 'b'"),
+    "fraction scale above 1": (["--scale", "fraction"], "above 1"),
+    "bad JSON": ("{not json", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line(case, capsys, tmp_path):
+    content, message = BAD_INPUTS[case]
+    args = []
+    if isinstance(content, list):  # options on the good table
+        args = [TABLE1, *content] if case != "missing file" else [tmp_path / "absent.csv"]
+    else:
+        path = tmp_path / ("t.json" if case == "bad JSON" else "t.csv")
+        path.write_text(content)
+        args = [path]
+    code, out, err = run(capsys, *args)
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert "Traceback" not in err
+
+
+def test_mismatched_class_sets_across_files(capsys, tmp_path):
+    (tmp_path / "a.csv").write_text("method,road,car\nx,50,60\n")
+    (tmp_path / "b.csv").write_text("method,road,bus\ny,50,60\n")
+    code, _, err = run(capsys, tmp_path / "a.csv", tmp_path / "b.csv")
+    assert code == 2 and "has class 'bus'" in err and err.count("\n") == 1
+
+
+def test_subprocess_bad_reference_one_line_on_stderr():
+    exe = Path(sys.executable).with_name("fairseg-bench")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "fairseg_bench"]
+    env = {k: v for k, v in os.environ.items() if k != "FAIRSEG_BENCH_DEBUG"}
+    proc = subprocess.run([*cmd, "metrics", str(TABLE1), "--reference", "SoTA"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: reference 'SoTA' is not among the methods: MCCE, Focal loss, TCE t=0.1, TCE t=1"
+    ]
+    assert proc.stdout == ""
+
+
+def test_metrics_layer_never_imports_torch():
+    code = (
+        "import sys, fairseg_bench.metrics as m, fairseg_bench.metrics_io, fairseg_bench.tables, "
+        "fairseg_bench.cli.metrics, fairseg_bench.core.stats\n"
+        "m.fairness_metrics([0.1, 0.2]); m.per_class_iou([[1, 0], [0, 1]])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert m.ConfusionMatrix.__name__ == 'ConfusionMatrix' and 'torch' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
