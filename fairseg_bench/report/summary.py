@@ -16,6 +16,7 @@ import pandas as pd
 from fairseg_bench.core import stats
 from fairseg_bench.core.fairness import fairness_metrics
 from fairseg_bench.report.inputs import ReportInput
+from fairseg_bench.tables import reference_order as shared_order
 
 FAIRNESS_KEYS = (
     "miou", "sorted_bottom", "sorted_top", "pct_bottom_threshold", "pct_bottom_mean",
@@ -69,8 +70,7 @@ class Summary:
 
 def reference_order(classes: list[str], reference_iou: np.ndarray) -> list[str]:
     """Classes by ascending reference IoU, ties by class index, NaN (absent) last."""
-    key = np.where(np.isnan(reference_iou), np.inf, reference_iou)
-    return [classes[i] for i in np.argsort(key, kind="stable")]
+    return shared_order(pd.Series(reference_iou, index=classes))
 
 
 def _with_miou(iou: np.ndarray) -> np.ndarray:

@@ -14,13 +14,15 @@ to GitHub Markdown, LaTeX (booktabs, through pandas' ``Styler.to_latex``), HTML 
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from fairseg_bench.report.summary import MIOU, Summary
+from fairseg_bench.tables import format_number, to_markdown
+from fairseg_bench.tables import split_columns as shared_split
 
 DAGGER = "†"
 DASH = "–"
@@ -72,7 +74,8 @@ class Table:
     def _number(self, value: float, signed: bool) -> str:
         if value is None or not math.isfinite(value):
             return DASH
-        text = format_decimal(value, self.decimals)
+        text = format_number(value, self.decimals)
+        text = text[1:] if text.startswith("-") and Decimal(text) == 0 else text  # no "-0.00"
         return ("+" + text) if signed and not text.startswith("-") else text
 
     def cells(self, part: Part, *, pm: str = " ± ", mark=lambda m: m, dash: str = DASH) -> pd.DataFrame:
@@ -160,22 +163,11 @@ def _label_corner(cells: pd.DataFrame, header: str) -> None:
 
 # --- minimal format helpers ------------------------------------------------------------------
 
-def format_decimal(value: float, decimals: int) -> str:
-    """Round half up as printed tables do, after removing float noise (64.595 -> '64.60', not '64.59')."""
-    exact = Decimal(repr(round(float(value), 9)))
-    text = str(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
-    return text[1:] if text.startswith("-") and Decimal(text) == 0 else text  # no "-0.00"
-
-
 def markdown_table(cells: pd.DataFrame, index_header: str) -> str:
-    """A GFM pipe table: index as the first, left-aligned column; values right-aligned."""
-    def row(values):
-        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
-
-    columns = [" ".join(map(str, c)) if isinstance(c, tuple) else c for c in cells.columns]
-    lines = [row([index_header, *columns]), "| :--- " + "| ---: " * len(columns) + "|"]
-    lines += [row([idx, *values]) for idx, values in zip(cells.index, cells.to_numpy())]
-    return "\n".join(lines)
+    """A GFM pipe table of ready-made cell strings, the row header in the top-left cell."""
+    cells = cells.copy()
+    cells.index.name = index_header
+    return to_markdown(cells).rstrip("\n")
 
 
 _LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -199,9 +191,8 @@ def _html_escape(text: str) -> str:
 # --- the tables ------------------------------------------------------------------------------
 
 def split_columns(columns: list, parts: int = 2) -> list[list]:
-    """Split columns into ``parts`` consecutive chunks, the first ones longer (19+mIoU -> 10, 10)."""
-    size = math.ceil(len(columns) / parts)
-    return [columns[i:i + size] for i in range(0, len(columns), size)]
+    """Column names of the paper's two rows (19 classes + mIoU -> 10 and 10)."""
+    return [list(block.columns) for block in shared_split(pd.DataFrame(columns=columns), parts)]
 
 
 def best_mask(values: pd.DataFrame, decimals: int, higher: bool = True) -> pd.DataFrame:
