@@ -57,7 +57,7 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, png: bytes | None =
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     write_atomic(paths[0], png if png is not None else png_bytes(fig))
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="pdf", dpi=DPI)
+    fig.savefig(buffer, format="pdf", dpi=DPI, metadata={"CreationDate": None})  # reproducible bytes
     write_atomic(paths[1], buffer.getvalue())
     return paths
 

@@ -145,7 +145,8 @@ class Table:
             cells = self.cells(part)
             _label_corner(cells, self._header(i))
             bold = self._bold(part)
-            styler = cells.style.apply(lambda _: np.where(bold.to_numpy(), "font-weight: bold;", ""), axis=None)
+            styler = cells.style.set_uuid(f"{self.name}-{i}")  # stable ids: the page regenerates byte for byte
+            styler = styler.apply(lambda _: np.where(bold.to_numpy(), "font-weight: bold;", ""), axis=None)
             html.append(styler.set_table_attributes('class="report-table"').to_html())
         notes = "".join(f"<p class='note'>{_html_escape(n)}</p>" for n in self.notes)
         return f"<h3 id='{self.name}'>{_html_escape(self.title)}</h3>\n" + "\n".join(html) + notes
