@@ -369,12 +369,24 @@ def test_half_precision_and_autocast_compute_in_float32():
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
-def test_other_ignore_index():
+@pytest.mark.parametrize("ignore_index", [-100, 0, 4, 5, 9999])
+def test_other_ignore_index(ignore_index):
+    """An ignore index below, inside or far above the class range (0 and 4 are class ids)."""
     logits, target = make_batch(19)
     other = target.clone()
-    other[target == IGNORE] = -100
-    assert L.class_tilted_cross_entropy(logits, other, 1.0, ignore_index=-100).item() == pytest.approx(
-        L.class_tilted_cross_entropy(logits, target, 1.0).item(), rel=1e-12)
+    other[target == IGNORE] = ignore_index
+    reference = ref_pixel_ces(logits, other, ignore_index)
+    per_image = [ref_tilt(list(ref_class_losses(px).values()), 1.0) for px in reference.values() if px]
+    weight = torch.tensor([0.5, 2.0, 1.0, 0.25, 1.25], dtype=torch.float64)
+    pixels = [p for px in reference.values() for p in px]
+    assert L.class_tilted_cross_entropy(logits, other, 1.0, ignore_index).item() == pytest.approx(sum(per_image) / len(per_image), rel=1e-12)
+    assert L.weighted_cross_entropy(logits, other, weight, ignore_index).item() == pytest.approx(
+        sum(weight[y].item() * ce for y, ce in pixels) / sum(weight[y].item() for y, _ in pixels), rel=1e-12)
+    assert L.focal_loss(logits, other, 2.0, ignore_index=ignore_index).item() == pytest.approx(
+        sum((1 - math.exp(-ce)) ** 2 * ce for _, ce in pixels) / len(pixels), rel=1e-12)
+    online = L.OnlineTiltedCrossEntropy(5, t=0.0, ignore_index=ignore_index)
+    means = ref_class_losses(pixels)
+    assert online(logits, other).item() == pytest.approx(sum(means.values()) / len(means), rel=1e-12)
 
 
 # ------------------------------------------------------------------------------ bad input

@@ -4,9 +4,9 @@ Functional losses come first; the ``nn.Module`` classes at the end only bind hyp
 (and, for the online tilt, its running state). Every loss takes logits ``(N, C, H, W)`` and an
 int64 target ``(N, H, W)`` whose ``ignore_index`` pixels count nowhere, and returns a scalar.
 
-All of them start from one ``F.cross_entropy(reduction="none")`` pass (the per-pixel CE, 0 at
-ignored pixels, with a zero gradient there) and reduce it with sums, ``bincount`` and
-``index_add``; no per-class Python loop and no one-hot tensor, so forward+backward costs little
+All of them start from one ``F.cross_entropy`` pass (per-pixel for the reweighted ones: the CE
+is 0 at ignored pixels, with a zero gradient there) and reduce it with sums and per-row
+``scatter_add`` into class bins; no per-class Python loop and no one-hot tensor, so forward+backward costs little
 more than ``F.cross_entropy`` itself (see ``benchmarks/bench_losses.py``).
 
 Choices the paper leaves open (DESIGN.md §2):
@@ -24,8 +24,10 @@ Choices the paper leaves open (DESIGN.md §2):
   plain mean for ``|t| < 1e-6``). Per-image / per-class means are float32 (float64 for float64
   inputs) even under autocast. Class level: ``K_m`` counts the classes present in image m;
   images without a valid pixel are skipped (eq. 2 as well).
-* Validation is cheap: shapes/dtypes on the host, and the target range with one ``aminmax``
-  (a second masked pass only when the target holds the ignore index or a bad value).
+* Validation is cheap: shapes and dtypes on the host; the target range (values in ``[0, C)``
+  or the ignore index) with one masked ``aminmax`` and one synchronisation on accelerators,
+  and for free on CPU, where ``F.cross_entropy`` checks every target itself (its error is
+  turned into a ``ValueError`` naming the bad value).
 """
 from __future__ import annotations
 
@@ -67,16 +69,20 @@ ALPHA_NORMALISATIONS = ("mean", "sum")
 def check_inputs(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
     """Raise ``ValueError`` naming the problem if logits/target are not a valid pair.
 
-    Shapes and dtypes are checked on the host. The target range costs one masked ``aminmax``
-    and one device synchronisation; the mask it needs (valid = not ignored) is returned, since
-    every loss needs it for its denominator anyway.
-
     Returns:
         The valid-pixel mask ``target != ignore_index``.
 
     Shape:
         logits ``(N, C, H, W)`` floating point; target ``(N, H, W)`` int64 -> mask ``(N, H, W)``.
     """
+    _check_shapes(logits, target)
+    valid = target != ignore_index
+    check_target_range(target, logits.shape[1], ignore_index, valid)
+    return valid
+
+
+def _check_shapes(logits: Tensor, target: Tensor) -> None:
+    """Shapes and dtypes, on the host (no device work)."""
     if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
         raise ValueError(f"logits and target must be tensors, got {type(logits).__name__} and {type(target).__name__}")
     if logits.ndim != 4:
@@ -90,14 +96,21 @@ def check_inputs(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Ten
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}; expected {(n, h, w)}")
     if c < 1:
         raise ValueError("logits have no class channel (C = 0)")
-    valid = target != ignore_index
+
+
+def check_target_range(target: Tensor, num_classes: int, ignore_index: int = 255, valid: Tensor | None = None) -> None:
+    """Raise ``ValueError`` naming the first bad value unless every target is in ``[0, C)`` or ignored.
+
+    One masked ``aminmax`` and one device synchronisation.
+    """
     if target.numel() == 0:
-        return valid
+        return
+    if valid is None:
+        valid = target != ignore_index
     low, high = (int(v) for v in torch.aminmax(torch.where(valid, target, 0)))
-    if low < 0 or high >= c:
+    if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
-        raise ValueError(f"target value {bad} is outside [0, {c}) and is not the ignore index {ignore_index}")
-    return valid
+        raise ValueError(f"target value {bad} is outside [0, {num_classes}) and is not the ignore index {ignore_index}")
 
 
 def _check_tilt(t: float) -> float:
@@ -149,9 +162,24 @@ def _cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, reduction:
         return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
-def _checked_pixel_ce(logits: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
-    valid = check_inputs(logits, target, ignore_index)
-    return _cross_entropy(logits, target, ignore_index, "none"), valid
+def _checked_cross_entropy(
+    logits: Tensor, target: Tensor, ignore_index: int, reduction: str, weight: Tensor | None = None
+) -> Tensor:
+    """``F.cross_entropy`` after the input checks.
+
+    The target range check costs a pass and a host synchronisation, so on CPU it runs only
+    when ``F.cross_entropy`` itself rejects a target (its CPU kernel checks every pixel); on
+    other devices, where a bad target is a device-side assert, it runs before the call.
+    Afterwards every target is in ``[0, C)`` or the ignore index.
+    """
+    _check_shapes(logits, target)
+    if target.device.type != "cpu":
+        check_target_range(target, logits.shape[1], ignore_index)
+    try:
+        return _cross_entropy(logits, target, ignore_index, reduction, weight)
+    except (IndexError, RuntimeError):
+        check_target_range(target, logits.shape[1], ignore_index)  # names the bad value
+        raise
 
 
 def pixel_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
@@ -160,7 +188,7 @@ def pixel_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255)
     Shape:
         logits ``(N, C, H, W)``, target ``(N, H, W)`` -> ``(N, H, W)``.
     """
-    return _checked_pixel_ce(logits, target, ignore_index)[0]
+    return _checked_cross_entropy(logits, target, ignore_index, "none")
 
 
 def mcce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
@@ -169,9 +197,13 @@ def mcce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
     Shape:
         logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
     """
-    valid = check_inputs(logits, target, ignore_index)
-    total = _cross_entropy(logits, target, ignore_index, "sum")
-    return total / valid.sum().clamp(min=1)
+    total = _checked_cross_entropy(logits, target, ignore_index, "sum")
+    return total / _valid_count(target, ignore_index)
+
+
+def _valid_count(target: Tensor, ignore_index: int) -> Tensor:
+    """Number of non-ignored pixels, at least 1 (an all-ignored batch then gives 0, not NaN)."""
+    return (target != ignore_index).sum().clamp(min=1)
 
 
 # ----------------------------------------------------------------------------- weighted CE
@@ -205,15 +237,14 @@ def weighted_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor, ignor
     Shape:
         logits ``(N, C, H, W)``, target ``(N, H, W)``, weight ``(C,)`` -> scalar.
     """
-    valid = check_inputs(logits, target, ignore_index)
+    _check_shapes(logits, target)
     num_classes = logits.shape[1]
     _check_class_vector(weight, num_classes, "weight")
     weight = weight.to(device=logits.device, dtype=_full_precision(logits).dtype)
-    total = _cross_entropy(logits, target, ignore_index, "sum", weight)
-    # Pixel count per class (ignored pixels land in the extra bin C) -> the weight mass.
-    binned = torch.where(valid, target, num_classes)
-    counts = torch.bincount(binned.reshape(-1), minlength=num_classes + 1)[:num_classes]
-    mass = (counts.to(weight.dtype) * weight).sum()
+    total = _checked_cross_entropy(logits, target, ignore_index, "sum", weight)
+    key, bins = _class_key(target, num_classes, ignore_index)
+    counts = _pixel_counts(key.reshape(1, -1), bins)[0, :num_classes]
+    mass = (counts * weight).sum()
     return total / torch.where(mass > 0, mass, torch.ones_like(mass))
 
 
@@ -251,23 +282,55 @@ def focal_loss(
         logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
     """
     gamma = _check_focal_gamma(gamma)
-    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
-    loss = ce
-    if gamma > 0:
-        # 1 - p = -expm1(-CE) keeps precision for confident pixels; below gamma = 1 the power's
-        # derivative is infinite at 0 (CE is exactly 0 for very confident pixels), so clamp the
-        # base away from 0: the term and its true gradient both vanish there.
-        one_minus_p = -torch.expm1(-ce)
-        if gamma < 1:
-            one_minus_p = one_minus_p.clamp(min=torch.finfo(ce.dtype).tiny)
-        loss = one_minus_p.pow(gamma) * ce
+    ce = _checked_cross_entropy(logits, target, ignore_index, "none")
+    pixel_weight = None
     if alpha is not None:
         num_classes = logits.shape[1]
         _check_class_vector(alpha, num_classes, "alpha")
         # Ignored pixels have CE = 0, so the class they are clamped into does not matter.
-        alpha = alpha.to(device=ce.device, dtype=ce.dtype)
-        loss = loss * alpha[target.clamp(0, num_classes - 1)]
-    return loss.sum() / valid.sum().clamp(min=1)
+        pixel_weight = alpha.to(device=ce.device, dtype=ce.dtype)[target.clamp(0, num_classes - 1)]
+    if gamma == 0:
+        total = (ce * pixel_weight).sum() if pixel_weight is not None else ce.sum()
+    else:
+        total = _FocalSum.apply(ce, gamma, pixel_weight)
+    return total / _valid_count(target, ignore_index)
+
+
+class _FocalSum(torch.autograd.Function):
+    """``sum_i w_i (1 - p_i)^gamma CE_i`` with ``p_i = exp(-CE_i)``, for ``gamma > 0``.
+
+    Written out instead of left to autograd so that it costs a few in-place passes over the
+    per-pixel CE and the backward is one multiply by the derivative kept from the forward:
+    ``d/dCE = q^gamma + gamma q^(gamma-1) p CE`` with ``q = 1 - p``. ``q = -expm1(-CE)`` keeps
+    precision for confident pixels; below ``gamma = 1``, ``q^(gamma-1)`` is infinite where CE is
+    exactly 0 (very confident pixels), so ``q`` is clamped away from 0 (the term and its true
+    derivative both vanish there). First-order gradients only.
+    """
+
+    @staticmethod
+    def forward(ctx, ce: Tensor, gamma: float, pixel_weight: Tensor | None) -> Tensor:
+        q = torch.neg(ce).expm1_().neg_()  # 1 - p
+        if gamma < 1:
+            q.clamp_(min=torch.finfo(q.dtype).tiny)
+        term = q.pow(gamma).mul_(ce)
+        if pixel_weight is not None:
+            term.mul_(pixel_weight)
+        total = term.sum()
+        if ctx.needs_input_grad[0]:
+            # gamma q^(gamma-1) (p CE + q / gamma), the factor gamma applied in backward
+            derivative = torch.rsub(q, 1).mul_(ce).add_(q, alpha=1 / gamma)
+            if gamma != 1:
+                derivative.mul_(q if gamma == 2 else q.pow_(gamma - 1))
+            if pixel_weight is not None:
+                derivative.mul_(pixel_weight)
+            ctx.save_for_backward(derivative)
+            ctx.gamma = gamma
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (derivative,) = ctx.saved_tensors
+        return derivative * (grad * ctx.gamma), None, None
 
 
 # ------------------------------------------------------------------------------------- TCE
@@ -298,10 +361,10 @@ def image_tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, ignore_
         logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
     """
     t = _check_tilt(t)
-    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
+    ce = _checked_cross_entropy(logits, target, ignore_index, "none")
     dtype = _reduction_dtype(ce.dtype)
     with torch.autocast(ce.device.type, enabled=False):
-        counts = valid.sum((1, 2))
+        counts = (target != ignore_index).sum((1, 2))
         image_loss = ce.to(dtype).sum((1, 2)) / counts.clamp(min=1).to(dtype)
         present = counts > 0
         mask, has_any = _safe_rows(present)
@@ -309,26 +372,49 @@ def image_tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, ignore_
         return tilted * has_any.to(dtype)
 
 
-def _image_class_sums(ce: Tensor, target: Tensor, valid: Tensor, num_classes: int, per_image: bool):
-    """CE sums and pixel counts per (image, class) — or per class over the batch.
-
-    One ``index_add`` and one ``bincount`` over flat keys ``image * (C + 1) + class``; ignored
-    pixels go to the extra class bin C, dropped at the end.
+def _pixel_counts(key: Tensor, bins: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Occurrences of each bin in every row of ``key``, as floats (exact: float64 when a row
+    could hold 2**24 pixels or more). A scatter of an expanded 1 is cheaper than ``bincount``.
 
     Shape:
-        ce, target, valid ``(N, H, W)`` -> sums, counts ``(N, C)`` (``per_image``) or ``(C,)``.
+        key ``(rows, P)`` int64 in ``[0, bins)`` -> ``(rows, bins)``.
     """
-    bins = num_classes + 1
-    key = torch.where(valid, target, num_classes)
-    rows = 1
-    if per_image:
-        rows = target.shape[0]
-        key = key + torch.arange(rows, device=key.device).view(-1, 1, 1) * bins
-    key = key.reshape(-1)
+    if key.shape[1] >= 2**24:
+        dtype = torch.float64
+    ones = torch.ones(1, 1, dtype=dtype, device=key.device).expand_as(key)
+    return torch.zeros(key.shape[0], bins, dtype=dtype, device=key.device).scatter_add(1, key, ones)
+
+
+def _class_key(target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, int]:
+    """Bin index of every pixel for per-class reductions, and the number of bins.
+
+    Targets hold ``[0, C)`` or the ignore index (checked by then). With an ignore index a
+    little above the classes (255) the target itself is the key, over ``ignore + 1`` bins,
+    which saves a pass and a temporary; otherwise ignored pixels are moved to an extra bin C.
+    Only bins ``[0, C)`` are used afterwards.
+    """
+    if num_classes <= ignore_index < 4096:
+        return target, ignore_index + 1
+    return torch.where(target != ignore_index, target, num_classes), num_classes + 1
+
+
+def _image_class_sums(ce: Tensor, target: Tensor, num_classes: int, ignore_index: int, per_image: bool):
+    """CE sums and pixel counts per (image, class) — or per class over the whole batch.
+
+    Two ``scatter_add`` over the rows (images, or one row for the batch) into class bins
+    (:func:`_class_key`); bins past C (the ignored pixels) are dropped. Counts are exact floats.
+
+    Shape:
+        ce, target ``(N, H, W)`` -> sums, counts ``(N, C)`` (``per_image``) or ``(C,)``.
+    """
+    rows = target.shape[0] if per_image else 1
+    key, bins = _class_key(target, num_classes, ignore_index)
+    key = key.reshape(rows, -1)
     dtype = _reduction_dtype(ce.dtype)
-    sums = torch.zeros(rows * bins, dtype=dtype, device=ce.device).index_add(0, key, ce.reshape(-1).to(dtype))
-    counts = torch.bincount(key, minlength=rows * bins)
-    sums, counts = sums.view(rows, bins)[:, :num_classes], counts.view(rows, bins)[:, :num_classes]
+    sums = torch.zeros(rows, bins, dtype=dtype, device=ce.device)
+    sums = sums.scatter_add(1, key, ce.reshape(rows, -1).to(dtype))
+    counts = _pixel_counts(key, bins, dtype)
+    sums, counts = sums[:, :num_classes], counts[:, :num_classes]
     return (sums, counts) if per_image else (sums[0], counts[0])
 
 
@@ -342,10 +428,10 @@ def class_tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, ignore_
         logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
     """
     t = _check_tilt(t)
-    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
+    ce = _checked_cross_entropy(logits, target, ignore_index, "none")
     with torch.autocast(ce.device.type, enabled=False):
-        sums, counts = _image_class_sums(ce, target, valid, logits.shape[1], per_image=True)
-        class_loss = sums / counts.clamp(min=1).to(sums.dtype)
+        sums, counts = _image_class_sums(ce, target, logits.shape[1], ignore_index, per_image=True)
+        class_loss = sums / counts.clamp(min=1)
         mask, has_any = _safe_rows(counts > 0)
         per_image = tilted_mean(class_loss, t, dim=1, mask=mask)
         return _mean_over_rows(per_image, has_any)
@@ -375,10 +461,10 @@ def batch_class_means(logits: Tensor, target: Tensor, ignore_index: int = 255) -
     Shape:
         logits ``(N, C, H, W)``, target ``(N, H, W)`` -> ``(C,)`` float, ``(C,)`` int64.
     """
-    ce, valid = _checked_pixel_ce(logits, target, ignore_index)
+    ce = _checked_cross_entropy(logits, target, ignore_index, "none")
     with torch.autocast(ce.device.type, enabled=False):
-        sums, counts = _image_class_sums(ce, target, valid, logits.shape[1], per_image=False)
-        return sums / counts.clamp(min=1).to(sums.dtype), counts
+        sums, counts = _image_class_sums(ce, target, logits.shape[1], ignore_index, per_image=False)
+        return (sums / counts.clamp(min=1)).to(sums.dtype), counts
 
 
 def online_class_weights(log_ema: Tensor, present: Tensor) -> Tensor:
