@@ -286,6 +286,9 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
         train_time += time.perf_counter() - session_start
     trained = len(history) * cfg.train.batch_size
 
+    if exp.world_size > 1:  # DDP syncs buffers at the start of a forward: after the last step
+        for buffer in model.buffers():  # each rank's BatchNorm statistics are its own; use rank 0's,
+            dist.broadcast(buffer, src=0)  # the ones in the checkpoint
     eval_start = time.perf_counter()
     cm, per_image = _evaluate(exp, model, amp=amp, channels_last=channels_last)
     eval_time = time.perf_counter() - eval_start
@@ -303,20 +306,14 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
 
 def _evaluate(exp: Experiment, model, *, amp: bool, channels_last: bool):
     """Confusion matrix over the val split (sharded over ranks, then all-reduced) and per-image stats."""
-    indices = list(range(exp.rank, len(exp.val_set), exp.world_size))
+    # a contiguous shard per rank: all_reduce gathers the per-image statistics in rank order
+    indices = np.array_split(np.arange(len(exp.val_set)), exp.world_size)[exp.rank].tolist()
     loader = DataLoader(Subset(exp.val_set, indices), batch_size=exp.cfg.eval.batch_size,
                         num_workers=exp.cfg.data.num_workers, pin_memory=exp.device.type == "cuda")
     cm = engine.evaluate(model, loader, exp.val_set.num_classes, ignore_index=exp.val_set.ignore_index,
                          device=exp.device, amp=amp, channels_last=channels_last, progress=exp.progress)
+    cm.all_reduce()  # a no-op in a single process
     per_image = cm.per_image_stats()
-    if exp.world_size > 1:
-        shards = [None] * exp.world_size
-        dist.all_gather_object(shards, per_image)
-        per_image = {key: np.zeros((len(exp.val_set), exp.val_set.num_classes), np.int64) for key in per_image}
-        for rank, shard in enumerate(shards):  # rank r evaluated images r, r + W, r + 2W, ...
-            for key in per_image:
-                per_image[key][rank::exp.world_size] = shard[key]
-        cm.all_reduce()
     return cm.compute().cpu().numpy(), per_image
 
 
@@ -406,7 +403,7 @@ def _write_results(exp, loss, seed, run_dir, sampler, history, cm, per_image, sa
 
 
 # ----------------------------------------------------------------------------- entry points
-def run_experiment(cfg: ExperimentConfig) -> list[Path]:
+def run_experiment(cfg: ExperimentConfig, *, report: bool = True) -> list[Path]:
     """Every loss × seed of ``cfg``; prints the tables and writes the report. Returns run folders."""
     losses = parse_losses(cfg)
     exp = prepare(cfg)
@@ -422,7 +419,8 @@ def run_experiment(cfg: ExperimentConfig) -> list[Path]:
     finished = [f for f in folders if is_finished(f, exp.config_hash)]
     if finished:
         print_tables(finished, reference=losses[0].label)
-        write_report(exp.folder, reference=losses[0].label)
+        if report:
+            write_report(exp.folder, reference=losses[0].label)
     if failures:
         raise UserError(f"{len(failures)} run(s) failed: {'; '.join(failures)}")
     return folders
@@ -491,41 +489,27 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", ou
 
 # ----------------------------------------------------------------------------- summary
 def print_tables(run_dirs: list[Path], reference: str) -> None:
-    """The per-class IoU table (Table 1 layout) and the fairness table (Table 3 layout), in percent."""
-    import pandas as pd
-    from fairseg_bench.core.fairness import fairness_metrics
-    from fairseg_bench.results import load_runs
+    """Print Table 1 (per-class IoU sorted by the reference) and Table 3 (fairness), in percent."""
+    try:
+        from fairseg_bench.report import tables
+        from fairseg_bench.report.inputs import load_inputs
+        from fairseg_bench.report.summary import summarize
 
-    runs = load_runs(*run_dirs)
-    classes = runs[0].classes
-    methods = list(dict.fromkeys(r.method for r in runs))
-    iou = pd.DataFrame({m: np.nanmean([r.iou for r in runs if r.method == m], axis=0) * 100 for m in methods},
-                       index=classes).T
-    order = iou.loc[reference].sort_values(kind="stable").index
-    table = iou[order].assign(mIoU=iou.mean(axis=1))
-    fair = pd.DataFrame({m: fairness_metrics(iou.loc[m].to_numpy(), reference=iou.loc[reference].to_numpy())
-                         for m in methods}).T
-    columns = ["miou", "sorted_bottom", "sorted_top", "pct_bottom_threshold", "pct_bottom_mean",
-               "pct_top_threshold", "pct_top_mean", "worst", "std"]
-    seeds = sorted({r.seed for r in runs})
-    with pd.option_context("display.width", 200, "display.max_columns", None, "display.precision", 2):
-        print(f"\nPer-class IoU (%), sorted by {reference}; mean over seeds {seeds}:")
-        print(table.to_string(float_format="{:.2f}".format))
-        print(f"\nFairness (%), reference {reference}:")
-        print(fair[columns].astype(float).to_string(float_format="{:.2f}".format))
+        summary = summarize(load_inputs(run_dirs), reference, n_boot=0)
+        print("\n" + tables.table1(summary).to_markdown() + "\n\n" + tables.table3(summary).to_markdown())
+    except Exception as exc:  # the results are on disk; fall back to a plain listing
+        log(f"warning: the tables could not be formatted ({type(exc).__name__}: {exc})")
+        for run in run_dirs:
+            data = read_metrics(run).data
+            print(f"{run.name}: mIoU {100 * data['miou']:.2f}, worst {100 * data['fairness']['worst']:.2f}")
 
 
 def write_report(folder: Path, reference: str) -> None:
-    """Write ``<folder>/report`` if the report layer is installed; a failure only warns."""
+    """Write ``<folder>/report`` (tables, figures, HTML); a failure only warns."""
     try:
-        from fairseg_bench import report
-    except ImportError:
-        return
-    make = getattr(report, "write_report", None)
-    if make is None:
-        return
-    try:
-        make([folder], out=folder / "report", reference=reference)
+        from fairseg_bench.report import build_report
+
+        build_report([folder], reference=reference, out=folder / "report")
         log(f"report: {folder / 'report'}")
     except Exception as exc:  # the results are on disk; a report problem must not lose them
         log(f"warning: the report could not be written ({type(exc).__name__}: {exc})")

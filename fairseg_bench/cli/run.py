@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from fairseg_bench.errors import UserError
+
 
 def _seeds(ctx, param, value):
     """``0,1,2`` -> (0, 1, 2)."""
@@ -11,9 +13,9 @@ def _seeds(ctx, param, value):
     try:
         seeds = tuple(int(s) for s in value.split(",") if s.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 0,1,2, got {value!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise click.BadParameter(f"expected non-negative integers like 0,1,2, got {value!r}")
+        seeds = ()
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {value}: expected distinct non-negative integers like 0,1,2")
     return seeds
 
 
@@ -30,7 +32,7 @@ def _losses(ctx, param, value):
         else:
             specs.append(part)
     if not specs:
-        raise click.BadParameter("expected loss specs like mcce,focal,tce:t=1")
+        raise UserError(f"--losses {value!r}: expected loss specs like mcce,focal,tce:t=1")
     return tuple(specs)
 
 
@@ -60,13 +62,15 @@ def _config(config, **overrides):
 @_common
 @click.option("--losses", callback=_losses, help="Comma-separated loss specs, e.g. mcce,focal,tce:t=1.")
 @click.option("--seeds", callback=_seeds, help="Comma-separated seeds, e.g. 0,1,2.")
-def run(config, losses, seeds, data_root, out, device, iters, batch_size, quiet):
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write <out>/<experiment>/report at the end.")
+def run(config, losses, seeds, data_root, out, device, iters, batch_size, quiet, report):
     """Train and evaluate every loss × seed of an experiment; print the tables."""
     from fairseg_bench.runner import run_experiment
 
     cfg = _config(config, losses=losses, seeds=seeds, data_root=data_root, out=out, device=device,
                   iters=iters, batch_size=batch_size, quiet=quiet)
-    run_experiment(cfg)
+    run_experiment(cfg, report=report)
 
 
 @click.command()
