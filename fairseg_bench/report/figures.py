@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from fairseg_bench.report.inputs import MethodRun, ReportInput
 from fairseg_bench.report.summary import MIOU, Summary
@@ -84,6 +85,7 @@ def _grouped_bars(ax, values: pd.DataFrame, lower: pd.DataFrame, upper: pd.DataF
     for i, method in enumerate(values.index):
         offset = (i - (n - 1) / 2) * width
         yerr = np.vstack([lower.loc[method].to_numpy(), upper.loc[method].to_numpy()])
+        yerr = yerr if yerr.any() else None  # no caps drawn for intervals that do not exist
         bars = ax.bar(x + offset, values.loc[method].fillna(0).to_numpy(), width, color=colours[method],
                       label=method, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#222222"})
         if alphas is not None:
@@ -176,6 +178,8 @@ def fairness(summary: Summary) -> Figure:
         ax.set_ylim(-0.7, len(methods) - 0.3)
         ax.set_title(f"{title} ({direction})", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # long decimals (Gini) must not collide
+        ax.margins(x=0.12)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"Fairness metrics; intervals: {summary.interval}", fontsize=10)
     return fig
