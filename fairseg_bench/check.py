@@ -221,14 +221,11 @@ def _as_runs(runs) -> list[RunResult]:
 def _run_fairness(run: RunResult) -> dict[str, float]:
     """The run's stored fairness metrics; computed from its IoUs only when the file lacks them."""
     stored = run.data.get("fairness") or {}
-    if all(m in stored for m in METRICS):
-        return {m: _float(stored[m]) for m in METRICS}
-    try:
+    if not all(m in stored for m in METRICS):
         from fairseg_bench.core.fairness import fairness_metrics
-    except ImportError:
-        return {m: _float(stored[m]) for m in METRICS if m in stored}
-    computed = fairness_metrics(run.iou)
-    return {m: _float(stored.get(m, computed.get(m))) for m in METRICS if m in stored or m in computed}
+
+        stored = fairness_metrics(run.iou) | stored
+    return {m: _float(stored[m]) for m in METRICS}
 
 
 def _experiment_identity(runs: list[RunResult]) -> dict:

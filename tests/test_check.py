@@ -564,3 +564,11 @@ def test_failure_lines_are_one_per_failing_metric(experiment, tmp_path):
         if (ref_b[m] - ref_c[m] if m in gate.HIGHER_IS_BETTER else ref_c[m] - ref_b[m]) > gate.DEFAULT_TOLERANCES[m] + 1e-9
     } | {"iou[road]", "iou[pole]", "iou[train]"}
     assert named == expected
+
+
+def test_fairness_missing_from_a_run_is_computed_from_its_ious(tmp_path):
+    path = write_run(tmp_path / "runs", "mcce", 0, BASE_IOU["mcce"])
+    edit_json(path, lambda d: d.pop("fairness"))
+    record = gate.make_baseline(load_runs(tmp_path / "runs"))["methods"]["mcce"]
+    expected = reference_fairness(BASE_IOU["mcce"])
+    assert record["fairness"] == pytest.approx({m: expected[m] for m in gate.METRICS}, rel=1e-12)
