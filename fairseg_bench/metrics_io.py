@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairseg_bench.core.fairness import FAIRNESS_KEYS, UNITLESS_KEYS
+from fairseg_bench.core.fairness import FAIRNESS_KEYS
 from fairseg_bench.core.iou import per_class_iou
 from fairseg_bench.errors import UserError
 from fairseg_bench.tables import (
@@ -165,10 +165,8 @@ def _read_json(path: Path, scale: str) -> pd.DataFrame:
     if "schema_version" in obj:
         run = read_metrics(path)
         iou = per_class_iou(run.confusion_matrix) * 100.0
-        name = f"{run.method}-s{run.seed}" if "seed" in run.data else run.method
-        frame = pd.DataFrame([iou], index=pd.Index([name], name="method"), columns=run.classes)
-        frame.attrs["methods"] = {name: run.method}
-        return frame
+        name = f"{run.method}-s{run.seed}"  # several seeds of one method stay apart
+        return pd.DataFrame([iou], index=pd.Index([name], name="method"), columns=run.classes)
     entries = _json_entries(path, obj)
     rows, scaled = [], []
     for method, (classes, values, needs_scale) in entries.items():
@@ -381,4 +379,4 @@ def _json_float(value):
     return None if math.isnan(value) else value
 
 
-__all__ = ["read_iou_tables", "resolve_reference", "metrics_report", "SCALES", "OUTPUT_FORMATS", "TABLES", "UNITLESS_KEYS"]
+__all__ = ["read_iou_tables", "resolve_reference", "metrics_report", "SCALES", "OUTPUT_FORMATS", "TABLES"]

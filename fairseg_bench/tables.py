@@ -20,7 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pandas as pd
 
-from fairseg_bench.core.fairness import FAIRNESS_KEYS, UNITLESS_KEYS, fairness_metrics
+from fairseg_bench.core.fairness import FAIRNESS_KEYS, fairness_metrics
 
 __all__ = [
     "per_class_table",
@@ -207,5 +207,3 @@ def render(table: pd.DataFrame, fmt: str, **options) -> str:
         return to_csv(table, **options)
     raise ValueError(f"unknown table format {fmt!r}; choose from {', '.join(FORMATS)}")
 
-
-UNITLESS = UNITLESS_KEYS  # re-exported for reports: keys not scaled with the IoUs

@@ -30,6 +30,7 @@ import torch
 __all__ = ["ConfusionMatrix", "confusion_matrix"]
 
 _LANES = 4  # interleaved sub-histograms on CPU
+_IGNORE_SPAN = 1024  # how far outside [0, max(K, 256)] an ignore index may lie
 
 
 def _int_dtype_for(max_value: int) -> torch.dtype:
@@ -100,6 +101,9 @@ class ConfusionMatrix:
         self.ignore_out_of_range = bool(ignore_out_of_range)
         self.validate = bool(validate)
         self.device = None if device is None else torch.device(device)
+        if not -_IGNORE_SPAN <= self.ignore_index <= max(K, 256) + _IGNORE_SPAN:
+            # the histogram has one row per value between the ignore index and the classes
+            raise ValueError(f"ignore_index {ignore_index} is too far from the class range; use e.g. 255 or -1")
         # Histogram rows cover the ground-truth values [lo - 1, hi + 1]; see the module docstring.
         self._lo = min(0, self.ignore_index)
         self._hi = max(255, K - 1, self.ignore_index)
