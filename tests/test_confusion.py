@@ -193,3 +193,16 @@ def test_all_reduce_single_process_group(tmp_path):
         dist.destroy_process_group()
     assert torch.equal(cm.compute(), before)
     assert cm.per_image_stats()["tp"].shape == (2, 5)
+
+
+def test_inference_mode_and_normal_updates_mix():
+    pred, target = coherent_maps(2, 5, seed=12)
+    cm = ConfusionMatrix(5, per_image=True)
+    with torch.inference_mode():
+        cm.update(pred[:1], target[:1])
+    cm.update(pred[1:], target[1:])
+    with torch.inference_mode():
+        cm.update(pred, target)
+    expected = 2 * sklearn_reference(pred, target, 5)
+    np.testing.assert_array_equal(cm.compute().numpy(), expected)
+    assert cm.per_image_stats()["tp"].shape == (4, 5)

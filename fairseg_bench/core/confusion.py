@@ -133,7 +133,10 @@ class ConfusionMatrix:
         if self.device is None:
             self.device = device
         if self._hist is None:
-            self._hist = torch.zeros(self._rows, self.num_classes, dtype=torch.int64, device=self.device)
+            # a normal tensor even when the first update runs under torch.inference_mode(), so
+            # that later updates outside it may still add to it in place
+            with torch.inference_mode(False):
+                self._hist = torch.zeros(self._rows, self.num_classes, dtype=torch.int64, device=self.device)
 
     # ---------------------------------------------------------------------------- update
     @torch.no_grad()
