@@ -97,7 +97,7 @@ def format_number(value, digits: int = 2, na_rep: str = "") -> str:
 
 
 def _fmt(value, digits: int) -> str:
-    return format_number(value, digits)
+    return format_number(value, digits, na_rep="–")
 
 
 def fairness_table(frame: pd.DataFrame, fraction: float = 0.25, digits: int = 2, extras: bool = True) -> pd.DataFrame:

@@ -197,3 +197,19 @@ def test_metrics_layer_never_imports_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_table_helpers():
+    from fairseg_bench.tables import format_number, split_columns, to_markdown
+
+    assert format_number(64.595) == "64.60" and format_number(67.63499999999999) == "67.64"
+    assert format_number(-0.125, 2) == "-0.13" and format_number(float("nan"), na_rep="–") == "–"
+    frame = pd.DataFrame({"a|b": [1.0, np.nan], "c": ["x", "y"]}, index=pd.Index(["m1", "m2"], name="method"))
+    assert to_markdown(frame).splitlines() == [
+        "| method | a\\|b | c |",
+        "|:---|---:|---:|",
+        "| m1 | 1.00 | x |",
+        "| m2 | – | y |",
+    ]
+    parts = split_columns(pd.DataFrame(np.zeros((1, 5))), 2)
+    assert [p.shape[1] for p in parts] == [3, 2]
