@@ -370,11 +370,14 @@ def confusion(data: ReportInput, method: str) -> Figure | None:
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = cm / cm.sum(axis=1, keepdims=True)
     k = len(data.classes)
-    size = max(6.0, 0.42 * k + 2.5)
+    size = max(6.0, 0.5 * k + 2.5)
     fig = _new(size + 1.0, size)
     ax = fig.add_subplot()
-    sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="viridis", square=True, annot=k <= 20, fmt=".2f",
-                annot_kws={"fontsize": max(6, min(10, 120 // k))}, xticklabels=data.classes,
+    ax.set_facecolor("#e6e6e6")  # rows without ground truth (NaN) show grey, not white
+    # Only shares of at least 0.01 are written: a grid of "0.00" hides the confusions that matter.
+    annot = np.where(np.nan_to_num(norm) >= 0.005, np.char.mod("%.2f", np.nan_to_num(norm)), "")
+    sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="viridis", square=True, annot=annot if k <= 30 else False,
+                fmt="", annot_kws={"fontsize": max(6, min(10, 140 // k))}, xticklabels=data.classes,
                 yticklabels=data.classes, cbar_kws={"label": "share of the ground-truth class", "shrink": 0.8})
     ax.set_xlabel("predicted class")
     ax.set_ylabel("ground-truth class")
@@ -382,5 +385,6 @@ def confusion(data: ReportInput, method: str) -> Figure | None:
     for label in ax.get_xticklabels():
         label.set(rotation=45, ha="right", rotation_mode="anchor")
     ax.tick_params(axis="y", labelrotation=0)
-    ax.set_title(f"Confusion matrix of {method} (rows normalised; {len(matrices)} seed(s) summed)", fontsize=10)
+    seeds = f"{len(matrices)} seeds summed" if len(matrices) > 1 else "1 seed"
+    ax.set_title(f"Confusion matrix of {method} (rows normalised, {seeds}; grey: no ground truth)", fontsize=10)
     return fig

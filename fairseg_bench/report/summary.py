@@ -8,6 +8,8 @@ sorted bottom/top fairness metrics order the classes by the **seed-mean** IoU of
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,23 +77,17 @@ def reference_order(classes: list[str], reference_iou: np.ndarray) -> list[str]:
 
 def _with_miou(iou: np.ndarray) -> np.ndarray:
     """Append the mean over classes (NaN left out) as a last column. Shape ``(..., K) -> (..., K+1)``."""
-    with np.errstate(invalid="ignore"), _quiet_nan():
+    with _quiet_nan():
         miou = np.nanmean(iou, axis=-1, keepdims=True)
     return np.concatenate([iou, miou], axis=-1)
 
 
-class _quiet_nan:
+@contextmanager
+def _quiet_nan():
     """Silence numpy's 'mean of empty slice' for all-NaN columns (they stay NaN)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+        yield
 
 
 def _seed_std(values: np.ndarray) -> np.ndarray:
@@ -135,8 +131,9 @@ def summarize(data: ReportInput, reference: str | None = None, *, n_boot: int = 
 
     per_image = {m: _per_image_stack(data, m) for m in methods}
     weights = _bootstrap_weights(per_image.values(), n_boot, seed)
-    boot = {m: None if s is None or weights is None else _with_miou(_seed_mean(_boot_iou(s, weights)))
-            for m, s in per_image.items()}  # (B, K+1) percent
+    boot_seeds = {m: None if s is None or weights is None else _boot_iou(s, weights)
+                  for m, s in per_image.items()}  # (B, S, K) percent
+    boot = {m: None if b is None else _with_miou(_seed_mean(b)) for m, b in boot_seeds.items()}  # (B, K+1)
     iou_low, iou_high = _interval_frames(frame, methods, boot, len(columns), confidence)
 
     delta = iou - iou.loc[reference]
@@ -149,7 +146,7 @@ def summarize(data: ReportInput, reference: str | None = None, *, n_boot: int = 
     with _quiet_nan():
         fairness = fair([np.nanmean(fair_seeds[m], axis=0) for m in methods])
     fairness_std = fair([_seed_std(fair_seeds[m]) for m in methods])
-    replicates = {m: _fairness_replicates(per_image[m], weights, ref_iou) for m in methods}
+    replicates = {m: _fairness_replicates(boot_seeds[m], ref_iou) for m in methods}
     fair_low, fair_high, fd_low, fd_high, interval = _fairness_intervals(methods, reference, fair_seeds, replicates, confidence)
     return Summary(
         classes=list(data.classes), reference=reference, order=reference_order(data.classes, ref_iou),
@@ -165,16 +162,15 @@ def summarize(data: ReportInput, reference: str | None = None, *, n_boot: int = 
 
 def _interval_frames(frame, methods, replicates, width, confidence):
     """Percentile intervals of bootstrap replicates ``(B, C)`` per method; NaN rows where missing."""
-    bounds = [stats_percentile(replicates[m], confidence) if replicates[m] is not None
+    bounds = [_percentile(replicates[m], confidence) if replicates[m] is not None
               else (np.full(width, np.nan),) * 2 for m in methods]
     return frame([b[0] for b in bounds]), frame([b[1] for b in bounds])
 
 
-def _fairness_replicates(per_image, weights, ref_iou) -> np.ndarray | None:
-    """Seed-mean fairness metrics of each bootstrap replicate. Shape ``(B, len(FAIRNESS_KEYS))``."""
-    if per_image is None or weights is None:
+def _fairness_replicates(reps: np.ndarray | None, ref_iou: np.ndarray) -> np.ndarray | None:
+    """Seed-mean fairness metrics of each bootstrap replicate. Shape ``(B, S, K) -> (B, len(FAIRNESS_KEYS))``."""
+    if reps is None:
         return None
-    reps = _boot_iou(per_image, weights)  # (B, S, K)
     with _quiet_nan():
         return np.nanmean(_fairness_rows(reps, ref_iou), axis=1)
 
@@ -186,12 +182,12 @@ def _fairness_intervals(methods, reference, fair_seeds, replicates, confidence):
     kinds = set()
     for i, m in enumerate(methods):
         if replicates[m] is not None:
-            low[i], high[i] = stats_percentile(replicates[m], confidence)
+            low[i], high[i] = _percentile(replicates[m], confidence)
             kinds.add("bootstrap over images")
             if m != reference and replicates[reference] is not None:
-                delta_low[i], delta_high[i] = stats_percentile(replicates[m] - replicates[reference], confidence)
+                delta_low[i], delta_high[i] = _percentile(replicates[m] - replicates[reference], confidence)
         elif len(fair_seeds[m]) > 1:
-            low[i], high[i] = stats_t_interval(fair_seeds[m], confidence)
+            low[i], high[i] = _t_interval(fair_seeds[m], confidence)
             kinds.add("t-interval over seeds")
     interval = " and ".join(sorted(kinds)) or "none (no per-image statistics and a single seed)"
     return low, high, delta_low, delta_high, interval
@@ -228,12 +224,12 @@ def _seed_mean(values: np.ndarray) -> np.ndarray:
         return np.nanmean(values, axis=1)
 
 
-def stats_percentile(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def _percentile(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over axis 0 of bootstrap replicates (NaN replicates left out)."""
     return stats.percentile_interval(replicates, confidence)
 
 
-def stats_t_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def _t_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Student-t interval of the mean over axis 0 (seeds)."""
     summary = stats.seed_summary(values, confidence)
     return summary["low"], summary["high"]
