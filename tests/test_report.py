@@ -401,3 +401,22 @@ def test_cli_writes_a_baseline(experiment, tmp_path, capsys):
     assert code == 0, err
     baseline = check.read_baseline(tmp_path / "baseline.json")
     assert sorted(baseline["methods"]) == sorted(METHODS)
+
+
+def test_csv_with_seeds_gives_mean_and_std(tmp_path):
+    rows = pd.DataFrame({"method": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+                         "x": [10.0, 20.0, 30.0, 50.0], "y": [80.0, 60.0, 40.0, 40.0]})
+    rows.to_csv(tmp_path / "iou.csv", index=False)
+    build_report([tmp_path / "iou.csv"], reference="a", out=tmp_path / "out", formats="md,csv", figures=False)
+    first, second = markdown_tables((tmp_path / "out" / "report.md").read_text())[:2]
+    assert first[0] + second[0][1:] == ["Method", "x", "y", "mIoU"]  # a's means: x 15 < y 70
+    row_b = first[2] + second[2][1:]
+    assert [plain(c) for c in row_b] == ["b", f"40.00 ± {np.std([30, 50], ddof=1):.2f}", "40.00 ± 0.00",
+                                         f"40.00 ± {np.std([35, 45], ddof=1):.2f}"]
+
+
+def test_runs_of_several_experiments_keep_apart(tmp_path):
+    write_experiment(tmp_path / "runs", ("mcce",), (0,), experiment="one")
+    write_experiment(tmp_path / "runs", ("mcce",), (0,), experiment="two")
+    build_report([tmp_path / "runs"], reference="one/mcce", out=tmp_path / "out", formats="csv", figures=False)
+    assert list(pd.read_csv(tmp_path / "out" / "table1.csv")["method"]) == ["one/mcce", "two/mcce"]
