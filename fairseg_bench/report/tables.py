@@ -146,6 +146,7 @@ class Table:
             _label_corner(cells, self._header(i))
             bold = self._bold(part)
             styler = cells.style.set_uuid(f"{self.name}-{i}")  # stable ids: the page regenerates byte for byte
+            styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
             styler = styler.apply(lambda _: np.where(bold.to_numpy(), "font-weight: bold;", ""), axis=None)
             html.append(styler.set_table_attributes('class="report-table"').to_html())
         notes = "".join(f"<p class='note'>{_html_escape(n)}</p>" for n in self.notes)
