@@ -198,10 +198,12 @@ def split_columns(columns: list, parts: int = 2) -> list[list]:
 
 
 def best_mask(values: pd.DataFrame, decimals: int, higher: bool = True) -> pd.DataFrame:
-    """True at the best value of each column as printed (ties at the printed precision all win)."""
+    """True at the best value of each column as printed (ties at the printed precision all win,
+    unless the whole column ties)."""
     rounded = values.round(decimals)
     best = rounded.max() if higher else rounded.min()
-    return rounded.eq(best, axis=1) & rounded.notna()
+    differs = rounded.nunique() > 1  # a column where every method prints the same has no best
+    return rounded.eq(best, axis=1) & rounded.notna() & differs
 
 
 def _seed_note(summary: Summary) -> str | None:
