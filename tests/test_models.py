@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from fairseg_bench.errors import UserError
 from fairseg_bench.models import DEEPLABV3PLUS_R101_REFERENCE_PARAMS, available_models, build_model
 
-# The ResNet-101 models take several seconds per forward/backward on a shared 2-core CPU.
-SLOW = {"deeplabv3plus_resnet101", "deeplabv3_resnet101", "deeplabv3_resnet50"}
+# The ResNet models take several seconds per forward/backward on a shared 2-core CPU, and
+# LR-ASPP's dilated depthwise convolutions fall on a slow CPU path (~10-30 s measured under load).
+SLOW = {"deeplabv3plus_resnet101", "deeplabv3_resnet101", "deeplabv3_resnet50", "lraspp_mobilenet_v3"}
 
 
 def _params(model) -> int:
