@@ -225,10 +225,11 @@ def sampler_weights(data: ReportInput, methods: list[str]) -> Figure | None:
     grid = fig.add_gridspec(len(rows), 2, width_ratios=[1.5, 1])
     for i, (run, history, weights, sampler) in enumerate(rows):
         ax = fig.add_subplot(grid[i, 0])
+        steps = history["step"] if history is not None and "step" in history.columns else None
         for c, name in enumerate(classes):
             col = f"w_{name}"
             if col in weights:
-                ax.plot(history["step"], history[col], color=colours[c], lw=1.2, label=name)
+                ax.plot(history.index if steps is None else steps, history[col], color=colours[c], lw=1.2, label=name)
         ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
         ax.set_title(f"{run.method} (seed {run.seed}): class-draw weights", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -325,6 +326,8 @@ def qualitative(data: ReportInput, summary: Summary, n: int = 4) -> Figure | Non
     if not samples:
         return None
     first_run, first = next(iter(samples.values()))
+    if first["target"].shape[0] == 0:
+        return None
     same = {m: s for m, (r, s) in samples.items() if s["target"].shape == first["target"].shape
             and np.array_equal(s["target"], first["target"])}
     k = len(data.classes)
