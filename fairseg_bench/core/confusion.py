@@ -234,15 +234,14 @@ class ConfusionMatrix:
         K, device = self.num_classes, target.device
         on_cpu = device.type == "cpu"
         lanes, dtype = self._index_layout(on_cpu)
-        if target.dtype != torch.uint8:
-            # Any other integer type may hold values outside the window: clamp onto the edge rows.
-            target = target.clamp(self._lo - 1, self._hi + 1)
+        target = self._narrow_target(target, dtype)
+        if preds.dtype not in (torch.uint8, dtype):
+            preds = preds.to(dtype)  # a separate cast is faster than a mixed-dtype add
         width = target.shape[-1] if target.dim() else 1
         target2d, preds2d = target.reshape(-1, width), preds.reshape(-1, width)
         offsets = self._lane_offsets(width, dtype, device, lanes)
         # bin = lane*R*K + (gt + row_offset)*K + pred: one fused multiply-add into the narrow type.
-        index = torch.empty(target2d.shape, dtype=dtype, device=device)
-        torch.add(offsets, target2d, alpha=K, out=index)
+        index = torch.add(offsets, target2d, alpha=K)
         index.add_(preds2d)
         index = index.view(-1)
         n_bins = lanes * self._bins
@@ -255,6 +254,21 @@ class ConfusionMatrix:
             index = index.long().clamp_(0, n_bins - 1)
             counts.scatter_add_(0, index, torch.ones_like(index))
         return counts.view(lanes, self._rows, K).sum(0)
+
+    def _narrow_target(self, target: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Ground truth in the index dtype, values outside the row window clamped onto its edges.
+
+        uint8 always lies inside the window. Wider types are clamped (on CPU only when their
+        min/max, free to read there, says so), since a plain cast would wrap e.g. 65536 to 0.
+        """
+        if target.dtype == torch.uint8:
+            return target
+        lo, hi = self._lo - 1, self._hi + 1
+        if target.device.type == "cpu":
+            t_min, t_max = torch.aminmax(target)
+            if lo <= int(t_min) and int(t_max) <= hi:
+                return target.to(dtype)
+        return target.clamp(lo, hi).to(dtype)
 
     def _check_labels(self, hist: torch.Tensor) -> None:
         """Bad ground truth shows as counts in rows that are neither a class nor ignored."""
