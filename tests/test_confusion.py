@@ -206,3 +206,25 @@ def test_inference_mode_and_normal_updates_mix():
     expected = 2 * sklearn_reference(pred, target, 5)
     np.testing.assert_array_equal(cm.compute().numpy(), expected)
     assert cm.per_image_stats()["tp"].shape == (4, 5)
+
+
+def test_sync_free_path_used_on_gpus(monkeypatch):
+    """The accelerator path (scatter_add_ count, checks deferred to compute) run on CPU tensors."""
+    monkeypatch.setattr(ConfusionMatrix, "_sync_free", staticmethod(lambda device: True))
+    pred, target = coherent_maps(3, 19, seed=13)
+    cm = ConfusionMatrix(19, per_image=True)
+    cm.update(pred[:2].to(torch.uint8), target[:2].to(torch.uint8))
+    cm.update(pred[2:], target[2:])
+    np.testing.assert_array_equal(cm.compute().numpy(), sklearn_reference(pred, target, 19))
+    bad_label = target.clone()
+    bad_label[0, 0, 0] = 40
+    deferred = ConfusionMatrix(19)
+    deferred.update(pred, bad_label)  # no error yet: that would need a host sync
+    with pytest.raises(ValueError, match="ground-truth value 40"):
+        deferred.compute()
+    bad_pred = pred.clone()
+    bad_pred[0, 0, 0] = 300  # outside the histogram: clamped, then reported
+    deferred = ConfusionMatrix(19)
+    deferred.update(bad_pred, target)
+    with pytest.raises(ValueError, match="prediction value 300"):
+        deferred.compute()

@@ -129,6 +129,14 @@ class ConfusionMatrix:
         bad[self.ignore_index + self._row_offset] = False
         return bad
 
+    @staticmethod
+    def _sync_free(device: torch.device) -> bool:
+        """Whether updates on ``device`` must avoid reading values back to the host (not CPU).
+
+        Then counting uses ``scatter_add_`` and every check waits for ``compute()``.
+        """
+        return device.type != "cpu"
+
     def _ensure_state(self, device: torch.device) -> None:
         if self.device is None:
             self.device = device
@@ -191,7 +199,7 @@ class ConfusionMatrix:
     def _check_predictions(self, preds: torch.Tensor) -> None:
         """Range check of class-index predictions: eager on CPU, deferred to compute() on CUDA."""
         lo, hi = torch.aminmax(preds)
-        if preds.device.type == "cpu":
+        if not self._sync_free(preds.device):
             self._raise_for_predictions(int(lo), int(hi))
             return
         lo, hi = lo.to(self.device, torch.int64), hi.to(self.device, torch.int64)
@@ -232,7 +240,7 @@ class ConfusionMatrix:
             preds, target: the same shape; returns ``(R, K)``.
         """
         K, device = self.num_classes, target.device
-        on_cpu = device.type == "cpu"
+        on_cpu = not self._sync_free(device)
         lanes, dtype = self._index_layout(on_cpu)
         target = self._narrow_target(target, dtype)
         if preds.dtype not in (torch.uint8, dtype):
@@ -264,7 +272,7 @@ class ConfusionMatrix:
         if target.dtype == torch.uint8:
             return target
         lo, hi = self._lo - 1, self._hi + 1
-        if target.device.type == "cpu":
+        if not self._sync_free(target.device):
             t_min, t_max = torch.aminmax(target)
             if lo <= int(t_min) and int(t_max) <= hi:
                 return target.to(dtype)
@@ -272,7 +280,7 @@ class ConfusionMatrix:
 
     def _check_labels(self, hist: torch.Tensor) -> None:
         """Bad ground truth shows as counts in rows that are neither a class nor ignored."""
-        if self.ignore_out_of_range or hist.device.type != "cpu":
+        if self.ignore_out_of_range or self._sync_free(hist.device):
             return  # on CUDA, compute() checks the accumulated histogram
         self._raise_for_labels(hist)
 
