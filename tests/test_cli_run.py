@@ -273,3 +273,26 @@ def test_torchrun_gloo_two_ranks(tmp_path):
     again = read_metrics(tmp_path / "single")
     assert np.array_equal(again.confusion_matrix, metrics.confusion_matrix)
     assert again.data["per_image"] == metrics.data["per_image"]
+
+
+def test_run_locks_stale_and_live(tmp_path, capsys):
+    """A lock left by a dead process is taken over; a live process's lock makes ``run`` skip the run."""
+    config = tmp_path / "locks.yaml"
+    config.write_text(TINY)
+    exp = tmp_path / "runs" / "locks"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        for run, pid in (("mcce-s0", dead.pid), ("tce-t1-s0", live.pid)):
+            (exp / run).mkdir(parents=True)
+            (exp / run / ".lock").write_text(str(pid))
+        code, out, err = cli(capsys, "run", "-c", config, "--out", tmp_path / "runs", "--quiet", "--no-report")
+    finally:
+        live.kill()
+        live.wait()
+    assert code == 0, err
+    assert (exp / "mcce-s0" / "metrics.json").is_file() and not (exp / "mcce-s0" / ".lock").exists()
+    assert "tce-t1-s0: locked by another process, skipped" in err
+    assert sorted(p.name for p in (exp / "tce-t1-s0").iterdir()) == [".lock"]  # untouched
+    assert "| mcce |" in out and "| tce-t1 |" not in out

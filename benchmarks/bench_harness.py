@@ -1,0 +1,110 @@
+"""Harness overhead: training images/s of ``engine.train`` vs a bare PyTorch loop, same model and data.
+
+Both loops train the quick preset's model (``unet_small``) on the synthetic data (64x128, batch
+16, generated once and memoised before timing) with Adam and MCCE, in the same process,
+alternating bare/harness rounds so that load from other processes hits both alike. The harness
+round is the real thing: the batch sampler and its ``update``, the loss module, the poly
+schedule, the global-mean loss and NaN check, the gradient norm, one history row per step and
+atomic checkpoints every ``--checkpoint-every`` steps. Reported: images/s per round (median) and
+the ratio harness/bare (target >= 0.95).
+
+    python benchmarks/bench_harness.py [--steps 30] [--repeats 3] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from fairseg_bench import engine
+from fairseg_bench.core.sampling import UniformBatchSampler
+from fairseg_bench.data import build_dataset
+from fairseg_bench.losses import build_loss
+from fairseg_bench.models import build_model
+
+
+def bare_round(ds, steps: int, batch: int, seed: int) -> float:
+    """A plain loop (torchvision reference style, no extras); returns images/s."""
+    torch.manual_seed(seed)
+    model = build_model("unet_small", num_classes=ds.num_classes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
+    model.train()
+    start, done = time.perf_counter(), 0
+    while done < steps:
+        for images, target in loader:
+            loss = F.cross_entropy(model(images), target, ignore_index=255)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done += 1
+            if done == steps:
+                break
+    return steps * batch / (time.perf_counter() - start)
+
+
+def harness_round(ds, steps: int, batch: int, seed: int, checkpoint_every: int, folder: Path) -> float:
+    """``engine.train`` with everything the runner passes it; returns images/s."""
+    torch.manual_seed(seed)
+    model = build_model("unet_small", num_classes=ds.num_classes)
+    criterion = build_loss("mcce", num_classes=ds.num_classes)
+    sampler = UniformBatchSampler(len(ds), batch, num_batches=steps, seed=seed)
+    optimizer = engine.build_optimizer(model, "adam", 2e-3)
+    scheduler = engine.poly_schedule(optimizer, steps, 0.9)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    loader = DataLoader(ds, batch_sampler=sampler, generator=torch.Generator().manual_seed(seed))
+    history: list[dict] = []
+
+    def checkpoint(step):
+        engine.save_checkpoint(folder / "last.pt", {
+            "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
+            "rng": [engine.rng_states()], "history": history})
+
+    start = time.perf_counter()
+    engine.train(model, criterion, loader, sampler, optimizer, scheduler, scaler, device=torch.device("cpu"),
+                 start_step=0, total_steps=steps, history=history, checkpoint=checkpoint,
+                 checkpoint_every=checkpoint_every, progress=False)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="training steps per round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of each loop (median)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--checkpoint-every", type=int, default=10,
+                        help="harness checkpoints (the quick preset writes one per 100 steps; default 10 is harsher)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    ds = build_dataset("synthetic", split="train", num_images=400, size=(64, 128), seed=0)
+    for i in range(len(ds)):  # generate (and memoise) every image before timing
+        ds.image(i)
+    bare_round(ds, 3, args.batch_size, 0)  # warm-up: allocator, oneDNN kernels
+    bare, harness = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            bare.append(bare_round(ds, args.steps, args.batch_size, r))
+            harness.append(harness_round(ds, args.steps, args.batch_size, r, args.checkpoint_every, Path(tmp)))
+    b, h = statistics.median(bare), statistics.median(harness)
+    paired = statistics.median(x / y for x, y in zip(harness, bare))
+    print(f"training images/s, unet_small, synthetic 64x128, batch {args.batch_size}, {args.steps} steps x "
+          f"{args.repeats} rounds, CPU, {args.threads} threads, torch {torch.__version__}")
+    print("| loop | images/s (median) | rounds | ratio of medians | median of paired ratios |")
+    print("|---|---:|---|---:|---:|")
+    print(f"| bare PyTorch loop | {b:.1f} | {', '.join(f'{x:.1f}' for x in bare)} | 1.000 | 1.000 |")
+    print(f"| fairseg-bench engine.train | {h:.1f} | {', '.join(f'{x:.1f}' for x in harness)} | {h / b:.3f} "
+          f"| {paired:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
