@@ -6,8 +6,8 @@ int64 target ``(N, H, W)`` whose ``ignore_index`` pixels count nowhere, and retu
 
 All of them start from one ``F.cross_entropy`` pass (per-pixel for the reweighted ones: the CE
 is 0 at ignored pixels, with a zero gradient there) and reduce it with sums and per-row
-``scatter_add`` into class bins; no per-class Python loop and no one-hot tensor, so forward+backward costs little
-more than ``F.cross_entropy`` itself (see ``benchmarks/bench_losses.py``).
+``scatter_add`` into class bins: no per-class Python loop and no one-hot tensor, so that
+forward+backward costs little more than ``F.cross_entropy`` itself (benchmarks/bench_losses.py).
 
 Choices the paper leaves open (DESIGN.md §2):
 
@@ -202,8 +202,11 @@ def mcce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
 
 
 def _valid_count(target: Tensor, ignore_index: int) -> Tensor:
-    """Number of non-ignored pixels, at least 1 (an all-ignored batch then gives 0, not NaN)."""
-    return (target != ignore_index).sum().clamp(min=1)
+    """Number of non-ignored pixels, at least 1 (an all-ignored batch then gives 0, not NaN).
+
+    ``count_nonzero`` of the mask: a bool ``sum`` costs ~15x more on CPU.
+    """
+    return torch.count_nonzero(target != ignore_index).clamp(min=1)
 
 
 # ----------------------------------------------------------------------------- weighted CE
@@ -244,7 +247,7 @@ def weighted_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor, ignor
     total = _checked_cross_entropy(logits, target, ignore_index, "sum", weight)
     key, bins = _class_key(target, num_classes, ignore_index)
     counts = _pixel_counts(key.reshape(1, -1), bins)[0, :num_classes]
-    mass = (counts * weight).sum()
+    mass = (counts * weight).sum().to(total.dtype)
     return total / torch.where(mass > 0, mass, torch.ones_like(mass))
 
 
@@ -287,13 +290,26 @@ def focal_loss(
     if alpha is not None:
         num_classes = logits.shape[1]
         _check_class_vector(alpha, num_classes, "alpha")
-        # Ignored pixels have CE = 0, so the class they are clamped into does not matter.
-        pixel_weight = alpha.to(device=ce.device, dtype=ce.dtype)[target.clamp(0, num_classes - 1)]
+        pixel_weight = _per_pixel(alpha.to(device=ce.device, dtype=ce.dtype), target, ignore_index)
     if gamma == 0:
         total = (ce * pixel_weight).sum() if pixel_weight is not None else ce.sum()
     else:
         total = _FocalSum.apply(ce, gamma, pixel_weight)
     return total / _valid_count(target, ignore_index)
+
+
+def _per_pixel(class_values: Tensor, target: Tensor, ignore_index: int) -> Tensor:
+    """``class_values[target]``, 0 at ignored pixels (``index_select`` from a small table: the
+    fastest gather here, 4x advanced indexing of a clamped target on CPU).
+
+    Shape:
+        class_values ``(C,)``, target ``(N, H, W)`` -> ``(N, H, W)``.
+    """
+    num_classes = class_values.shape[0]
+    key, bins = _class_key(target, num_classes, ignore_index)
+    table = torch.zeros(bins, dtype=class_values.dtype, device=class_values.device)
+    table[:num_classes] = class_values
+    return table.index_select(0, key.reshape(-1)).view_as(key)
 
 
 class _FocalSum(torch.autograd.Function):
@@ -364,7 +380,8 @@ def image_tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, ignore_
     ce = _checked_cross_entropy(logits, target, ignore_index, "none")
     dtype = _reduction_dtype(ce.dtype)
     with torch.autocast(ce.device.type, enabled=False):
-        counts = (target != ignore_index).sum((1, 2))
+        # int32 sum of the bool mask per image: ~5x faster than an int64 bool sum on CPU
+        counts = (target != ignore_index).reshape(target.shape[0], -1).sum(1, dtype=torch.int32)
         image_loss = ce.to(dtype).sum((1, 2)) / counts.clamp(min=1).to(dtype)
         present = counts > 0
         mask, has_any = _safe_rows(present)
