@@ -104,12 +104,16 @@ def _interval_label(summary: Summary) -> str:
     has_ci = with_ci.any()
     has_std = (summary.n_seeds[~with_ci] > 1).any()
     if has_ci and has_std:
-        return f"error bars: {level}% bootstrap CI over images where available, else ± std over seeds"
+        return f"error bars: {level}% bootstrap CI over images and seeds where available, else ± std over seeds"
     if has_ci:
-        return f"error bars: {level}% bootstrap CI over images"
+        return f"error bars: {level}% bootstrap CI over images{_and_seeds(summary)}"
     if has_std:
         return "error bars: ± std over seeds"
     return "no error bars (no per-image statistics, one seed)"
+
+
+def _and_seeds(summary: Summary) -> str:
+    return " and seeds" if (summary.n_seeds > 1).any() else ""
 
 
 def per_class_iou(summary: Summary) -> Figure:
@@ -147,7 +151,7 @@ def delta_iou(summary: Summary) -> Figure | None:
     ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
     ax.set_ylabel(f"Δ IoU vs {summary.reference} (pp)")
     level = round(summary.confidence * 100)
-    bars = (f"error bars: paired {level}% bootstrap CI over validation images" if has_ci.any().any()
+    bars = (f"error bars: paired {level}% bootstrap CI over validation images{_and_seeds(summary)}" if has_ci.any().any()
             else "no error bars (no per-image statistics)")
     ax.set_title(f"IoU difference against {summary.reference}\n{bars}", fontsize=10)
     colours = method_colours(summary.methods, summary.reference)

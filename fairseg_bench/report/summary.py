@@ -3,7 +3,9 @@
 All IoUs here are in percent. With several seeds a method's value is the mean over its seeds and
 its spread the sample standard deviation (ddof = 1). Confidence intervals come from the bootstrap
 over validation images (per-image tp/fp/fn in ``metrics.json``): each replicate draws the images
-once and uses the same draw for every seed and every method, so differences are paired. The
+once and uses the same draw for every seed and every method, so differences are paired; a method
+with several seeds also has its seeds drawn with replacement in each replicate, so the intervals
+carry the seed-to-seed spread as well as the finite validation set. The
 sorted bottom/top fairness metrics order the classes by the **seed-mean** IoU of the reference.
 """
 from __future__ import annotations
@@ -131,7 +133,8 @@ def summarize(data: ReportInput, reference: str | None = None, *, n_boot: int = 
 
     per_image = {m: _per_image_stack(data, m) for m in methods}
     weights = _bootstrap_weights(per_image.values(), n_boot, seed)
-    boot_seeds = {m: None if s is None or weights is None else _boot_iou(s, weights)
+    rng = np.random.default_rng([seed, 1])
+    boot_seeds = {m: None if s is None or weights is None else _draw_seeds(_boot_iou(s, weights), rng)
                   for m, s in per_image.items()}  # (B, S, K) percent
     boot = {m: None if b is None else _with_miou(_seed_mean(b)) for m, b in boot_seeds.items()}  # (B, K+1)
     iou_low, iou_high = _interval_frames(frame, methods, boot, len(columns), confidence)
@@ -183,7 +186,7 @@ def _fairness_intervals(methods, reference, fair_seeds, replicates, confidence):
     for i, m in enumerate(methods):
         if replicates[m] is not None:
             low[i], high[i] = _percentile(replicates[m], confidence)
-            kinds.add("bootstrap over images")
+            kinds.add("bootstrap over images" + (" and seeds" if len(fair_seeds[m]) > 1 else ""))
             if m != reference and replicates[reference] is not None:
                 delta_low[i], delta_high[i] = _percentile(replicates[m] - replicates[reference], confidence)
         elif len(fair_seeds[m]) > 1:
@@ -216,6 +219,18 @@ def _boot_iou(stack: dict[str, np.ndarray], counts: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             per_seed.append(np.where(union > 0, totals["tp"] / union, np.nan) * 100.0)
     return np.stack(per_seed, axis=1)
+
+
+def _draw_seeds(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Resample the seeds of each replicate with replacement (the second level of the bootstrap).
+
+    With one seed this changes nothing; with several, the seed-to-seed spread enters the
+    intervals, so a difference is not called real when the seeds alone could produce it.
+    Shape ``(B, S, K) -> (B, S, K)``.
+    """
+    b, s = values.shape[:2]
+    drawn = rng.integers(0, s, size=(b, s))
+    return np.take_along_axis(values, drawn[:, :, None], axis=1)
 
 
 def _seed_mean(values: np.ndarray) -> np.ndarray:

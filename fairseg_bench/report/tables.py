@@ -76,7 +76,7 @@ class Table:
             return DASH
         text = format_number(value, self.decimals)
         text = text[1:] if text.startswith("-") and Decimal(text) == 0 else text  # no "-0.00"
-        return ("+" + text) if signed and not text.startswith("-") else text
+        return ("+" + text) if signed and not text.startswith("-") and Decimal(text) != 0 else text
 
     def cells(self, part: Part, *, pm: str = " ± ", mark=lambda m: m, dash: str = DASH) -> pd.DataFrame:
         """Cell strings of a part (without bold): ``mean ± std`` and marks."""
@@ -216,7 +216,8 @@ def _seed_note(summary: Summary) -> str | None:
 
 def _dagger_note(summary: Summary) -> str:
     level = round(summary.confidence * 100)
-    return (f"{DAGGER}: the paired bootstrap {level}% interval (over validation images) of the "
+    seeds = " and seeds" if (summary.n_seeds > 1).any() else ""
+    return (f"{DAGGER}: the paired bootstrap {level}% interval (over validation images{seeds}) of the "
             f"difference against {summary.reference} excludes zero.")
 
 
