@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from fairseg_bench.report.inputs import MethodRun, ReportInput
 from fairseg_bench.report.summary import MIOU, Summary
@@ -272,13 +272,23 @@ def training_curves(data: ReportInput, summary: Summary) -> Figure | None:
                          label=method if i == 0 else None)
         seed, h = runs[0]
         if "lr" in h.columns:
-            lr_ax.plot(h["step"], h["lr"], color=colours[method], lw=1.3, label=method)
-    loss_ax.set(xlabel="step", ylabel="training loss (smoothed)", title="Training loss (one line per seed)")
+            lr_ax.plot(h["step"], h["lr"], color=colours[method], lw=1.3, label=method,
+                       ls=("-", "--", ":", "-.")[len(lr_ax.lines) % 4])  # equal schedules stay visible
+    loss_ax.set(xlabel="step", ylabel="training loss (smoothed)",
+                title="Training loss, one line per seed (each method's own loss: scales differ)")
+    low, high = loss_ax.dataLim.y0, loss_ax.dataLim.y1
+    if low > 0 and high / low > 20:  # e.g. focal vs cross-entropy: a linear axis flattens one of them
+        loss_ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        loss_ax.yaxis.set_major_formatter(plain)
+        loss_ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # 1, 2, 5, 10: labels do not collide
+        loss_ax.yaxis.set_minor_formatter(plain)
     lr_ax.set(xlabel="step", ylabel="learning rate", title="Learning rate")
     for ax in (loss_ax, lr_ax):
         ax.grid(alpha=0.3)
         ax.title.set_fontsize(10)
     loss_ax.legend(fontsize=8)
+    lr_ax.legend(fontsize=8)
     return fig
 
 
