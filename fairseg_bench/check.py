@@ -7,7 +7,7 @@ Baseline file (JSON, ``schema_version`` 1, written atomically)::
     {
       "schema_version": 1, "kind": "fairseg-bench-baseline",
       "config_hash": "...", "experiment": "...", "dataset": "...", "classes": [K names],
-      "fairseg_bench": "0.1.0",
+      "environment": {"torch": "...", "device": "..."}, "fairseg_bench": "0.1.0",
       "methods": {
         "<method label>": {
           "seeds": [0, 1, 2], "n_seeds": 3,
@@ -110,6 +110,8 @@ DEFAULT_TOLERANCES = {
 }
 DEFAULT_PER_CLASS_TOLERANCE = 0.02
 BOOTSTRAP_RESAMPLES = 1000
+# Where the float results come from: a difference is worth a note (bits may legitimately differ).
+ENVIRONMENT_KEYS = ("torch", "device")
 BOOTSTRAP_SEED = 0
 
 
@@ -249,7 +251,17 @@ def _experiment_identity(runs: list[RunResult]) -> dict:
         "classes": classes,
         "experiment": first.get("experiment"),
         "dataset": first.get("dataset"),
+        "environment": _environment(runs),
     }
+
+
+def _environment(runs: list[RunResult]) -> dict:
+    """torch version and device of the runs (None where unknown, ``"mixed"`` where they differ)."""
+    env = {}
+    for key in ENVIRONMENT_KEYS:
+        values = {(r.data.get("environment") or {}).get(key) for r in runs}
+        env[key] = values.pop() if len(values) == 1 else "mixed"
+    return env
 
 
 def summarize_runs(runs, *, bootstrap: bool = False) -> dict[str, MethodSummary]:
@@ -533,6 +545,14 @@ def compare(
     current = summarize_runs(runs, bootstrap=rule == "ci")
     reference = {m: MethodSummary.from_json(rec) for m, rec in baseline["methods"].items()}
     result = CheckResult(rule=rule, config_hash=identity["config_hash"])
+    theirs = baseline.get("environment") or {}
+    for key in ENVIRONMENT_KEYS:
+        ours = identity["environment"][key]
+        if theirs.get(key) is not None and ours is not None and theirs[key] != ours:
+            result.notes.append(
+                f"baseline made with {key} {theirs[key]}, runs with {ours}: "
+                "float results may differ within the tolerances"
+            )
     result.missing_methods = sorted(set(reference) - set(current))
     result.new_methods = sorted(set(current) - set(reference))
     for method in result.new_methods:

@@ -572,3 +572,16 @@ def test_fairness_missing_from_a_run_is_computed_from_its_ious(tmp_path):
     record = gate.make_baseline(load_runs(tmp_path / "runs"))["methods"]["mcce"]
     expected = reference_fairness(BASE_IOU["mcce"])
     assert record["fairness"] == pytest.approx({m: expected[m] for m in gate.METRICS}, rel=1e-12)
+
+
+def test_another_torch_or_device_is_a_note_not_a_failure(experiment, tmp_path):
+    runs, baseline = experiment
+    for path in Path(runs).rglob("metrics.json"):
+        edit_json(path, lambda d: d.__setitem__("environment", {"torch": "9.9", "device": "cpu: x86_64"}))
+    assert not gate.compare(load_runs(runs), gate.read_baseline(baseline)).notes  # baseline's unknown
+    edit_json(baseline, lambda d: d.__setitem__("environment", {"torch": "2.4.0", "device": "cpu: x86_64"}))
+    result = gate.compare(load_runs(runs), gate.read_baseline(baseline))
+    assert result.passed
+    assert [n for n in result.notes if n.startswith("baseline made with")] == [
+        "baseline made with torch 2.4.0, runs with 9.9: float results may differ within the tolerances"
+    ]
