@@ -118,6 +118,12 @@ BOOTSTRAP_SEED = 0
 # --------------------------------------------------------------------------- aggregation
 
 
+def short_hash(config_hash: str) -> str:
+    """The first 12 hex digits, enough to tell configs apart in a message."""
+    return str(config_hash)[:12]
+
+
+
 @dataclass
 class MethodSummary:
     """One method's seed aggregate: the unit both a baseline and the current runs reduce to."""
@@ -238,7 +244,7 @@ def _experiment_identity(runs: list[RunResult]) -> dict:
         raise UserError(f"{bad.path}: no config_hash; the check needs runs written by `fairseg-bench run`")
     if len(hashes) > 1:
         raise UserError(
-            f"the runs come from {len(hashes)} different configs (config_hash {', '.join(sorted(hashes))}); "
+            f"the runs come from {len(hashes)} different configs ({', '.join(short_hash(h) for h in sorted(hashes))}); "
             "point RUNS at one experiment folder"
         )
     classes = runs[0].classes
@@ -503,10 +509,10 @@ class CheckResult:
             compared = sum(not r.skipped for r in self.rows)
             return (
                 f"check passed: {len(methods)} method(s), {compared} comparisons within tolerance "
-                f"(rule {self.rule}, config {self.config_hash})"
+                f"(rule {self.rule}, config {short_hash(self.config_hash)})"
             )
         n = len(self.failures) + len(self.missing_methods)
-        return f"check FAILED: {n} regression(s) (rule {self.rule}, config {self.config_hash})"
+        return f"check FAILED: {n} regression(s) (rule {self.rule}, config {short_hash(self.config_hash)})"
 
     def to_markdown(self, *, runs_label: str = "", baseline_label: str = "") -> str:
         """A Markdown summary for a pull-request comment or ``$GITHUB_STEP_SUMMARY``."""
@@ -565,8 +571,8 @@ def compare(
 def _check_compatible(identity: dict, baseline: dict) -> None:
     if baseline["config_hash"] != identity["config_hash"]:
         raise UserError(
-            f"baseline was made with config {baseline['config_hash']} but the runs use config "
-            f"{identity['config_hash']}; rerun with the baseline's config or rewrite the baseline with --update"
+            f"baseline was made with config {short_hash(baseline['config_hash'])} but the runs use config "
+            f"{short_hash(identity['config_hash'])}; rerun with the baseline's config or rewrite the baseline with --update"
         )
     theirs, ours = list(baseline["classes"]), identity["classes"]
     if theirs != ours:
@@ -691,7 +697,7 @@ def _markdown(result: CheckResult, runs_label: str, baseline_label: str) -> str:
         for part in (
             f"runs `{runs_label}`" if runs_label else "",
             f"baseline `{baseline_label}`" if baseline_label else "",
-            f"config `{result.config_hash}`",
+            f"config `{short_hash(result.config_hash)}`",
             f"rule `{result.rule}`",
         )
         if part

@@ -24,7 +24,7 @@ def check(ctx, runs, baseline_path, tolerance, per_class_tolerance, rule, summar
 
     if update:
         baseline = gate.write_baseline(baseline_path, list(runs))
-        click.echo(f"wrote baseline {baseline_path}: {', '.join(baseline['methods'])} (config {baseline['config_hash']})")
+        click.echo(f"wrote baseline {baseline_path}: {', '.join(baseline['methods'])} (config {gate.short_hash(baseline['config_hash'])})")
         return
     tolerances = gate.parse_tolerances(",".join(tolerance))
     class_tol = None if per_class_tolerance is None else gate.parse_tolerance_value(per_class_tolerance, name="--per-class-tolerance")
