@@ -48,6 +48,13 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         write_atomic(target, 12345)
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["x.json"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_truncated_or_foreign_files_are_user_errors(tmp_path):
