@@ -279,7 +279,8 @@ def focal_loss(
 
     Args:
         gamma: focusing parameter, ``>= 0``; ``gamma = 0`` and no alpha is MCCE.
-        alpha: optional per-class weights ``(C,)`` (see :func:`focal_alpha`); None means 1.
+        alpha: optional per-class weights ``(C,)`` (see :func:`focal_alpha`), a constant (no
+            gradient flows to it); None means 1.
 
     Shape:
         logits ``(N, C, H, W)``, target ``(N, H, W)`` -> scalar.
@@ -291,11 +292,12 @@ def focal_loss(
         num_classes = logits.shape[1]
         _check_class_vector(alpha, num_classes, "alpha")
         pixel_weight = _per_pixel(alpha.to(device=ce.device, dtype=ce.dtype), target, ignore_index)
-    if gamma == 0:
-        total = (ce * pixel_weight).sum() if pixel_weight is not None else ce.sum()
-    else:
-        total = _FocalSum.apply(ce, gamma, pixel_weight)
-    return total / _valid_count(target, ignore_index)
+    with torch.autocast(ce.device.type, enabled=False):
+        if gamma == 0:
+            total = (ce * pixel_weight).sum() if pixel_weight is not None else ce.sum()
+        else:
+            total = _FocalSum.apply(ce, gamma, pixel_weight)
+        return total / _valid_count(target, ignore_index)
 
 
 def _per_pixel(class_values: Tensor, target: Tensor, ignore_index: int) -> Tensor:
