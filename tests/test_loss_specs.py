@@ -209,3 +209,13 @@ def test_build_sampler(text, cls_name, attrs):
     assert all(len(b) == 4 and all(0 <= i < 40 for i in b) for b in batches)
     again = build_sampler(text, class_index=_class_index(), batch_size=4, num_batches=6, seed=3)
     assert list(again) == batches
+
+
+def test_parsing_needs_no_torch():
+    """The CLI and the report layer read labels without importing torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, fairseg_bench.losses as l; l.parse_loss_spec('tce:t=0.1').label; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

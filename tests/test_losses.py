@@ -451,3 +451,54 @@ def test_other_bad_arguments():
         L.inverse_frequency_weights([0, 0])
     with pytest.raises(ValueError, match="built for 4"):
         L.OnlineTiltedCrossEntropy(4)(logits, target)
+
+
+def test_check_inputs_reports_the_bad_value_and_returns_the_mask():
+    logits, target = make_batch(24)
+    assert torch.equal(L.check_inputs(logits, target), target != IGNORE)
+    target[0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r"target value 7 is outside \[0, 5\)"):
+        L.check_inputs(logits, target)
+    L.check_target_range(target, 8)  # 7 is a class when there are 8
+
+
+# ------------------------------------------------------------------------------ distributed
+
+
+def _online_rank(rank, world_size, init_file, out_file):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    loss = L.OnlineTiltedCrossEntropy(5, t=1.5, gamma=0.4)
+    for step in range(3):
+        logits, target = make_batch(100 + 10 * step + rank)  # each rank its own images
+        loss(logits, target)
+    states = [torch.zeros(5, dtype=torch.float64) for _ in range(world_size)]
+    dist.all_gather(states, loss.log_ema)
+    if rank == 0:
+        torch.save(torch.stack(states), out_file)
+    dist.destroy_process_group()
+
+
+def test_online_state_is_identical_across_ranks_and_pools_their_pixels(tmp_path):
+    """Under torch.distributed the EMA folds in the class means of all ranks' pixels together."""
+    world_size = 2
+    torch.multiprocessing.spawn(_online_rank, args=(world_size, str(tmp_path / "init"), str(tmp_path / "states.pt")),
+                                nprocs=world_size)
+    states = torch.load(tmp_path / "states.pt")
+    assert torch.equal(states[0], states[1])
+    single = L.OnlineTiltedCrossEntropy(5, t=1.5, gamma=0.4)
+    for step in range(3):
+        pairs = [make_batch(100 + 10 * step + rank) for rank in range(world_size)]
+        single.update(*_pooled_sums_and_counts(pairs))
+    assert torch.allclose(states[0], single.log_ema, rtol=1e-12, atol=1e-12)
+
+
+def _pooled_sums_and_counts(pairs):
+    sums, counts = torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    for logits, target in pairs:
+        for pixels in ref_pixel_ces(logits, target).values():
+            for y, ce in pixels:
+                sums[y] += ce
+                counts[y] += 1
+    return sums, counts
