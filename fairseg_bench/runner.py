@@ -245,6 +245,8 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.is_file():
         state = engine.load_checkpoint(ckpt_path)
+        if state.get("config_hash") != exp.config_hash:
+            raise UserError(f"{ckpt_path} was written by a different config; remove it or use another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -44,8 +44,8 @@ def _common(func):
         click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder."),
         click.option("--out", help="Output folder (default: the config's, 'runs')."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: the config's (auto)."),
-        click.option("--iters", type=click.IntRange(min=1), help="Training steps per run."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Total training batch size."),
+        click.option("--iters", type=int, help="Training steps per run."),
+        click.option("--batch-size", type=int, help="Total training batch size."),
         click.option("--quiet", is_flag=True, default=None, help="No progress bars."),
     ]):
         func = option(func)
