@@ -140,8 +140,9 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
     """Train from ``start_step`` until the sampler runs out; append one history row per step.
 
     ``checkpoint(step)`` is called every ``checkpoint_every`` steps and after the last one.
-    Returns the final step. Raises :class:`NonFiniteLoss` before the step that would apply a
-    NaN/Inf loss, so parameters and the checkpoint on disk stay finite.
+    Returns the final step. Raises :class:`NonFiniteLoss` before a step with a NaN/Inf loss (or,
+    without AMP, gradient norm) is applied, and instead of checkpointing non-finite parameters,
+    so the checkpoint on disk is always the last good one.
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -156,13 +157,16 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
         loss_value = _global_mean(loss)
         if not math.isfinite(loss_value):
             bar.close()
-            raise NonFiniteLoss(f"step {step + 1}: the loss is {loss_value}; training stopped "
-                                f"(the last good checkpoint is kept)")
+            raise NonFiniteLoss(f"step {step + 1}: the loss is {loss_value}; training stopped before applying it")
         lr = scheduler.get_last_lr()[0]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        if not scaler.is_enabled() and not math.isfinite(grad_norm):  # (AMP's scaler skips such steps itself)
+            bar.close()
+            raise NonFiniteLoss(f"step {step + 1}: the gradient norm is {float(grad_norm)}; training stopped "
+                                f"before applying it")
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
@@ -178,6 +182,11 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", refresh=False)
         bar.update()
         if checkpoint is not None and (step % checkpoint_every == 0 or step == total_steps):
+            state = [t for t in (*params, *model.buffers()) if t.is_floating_point()]
+            if not all(bool(torch.isfinite(t).all()) for t in state):  # a finite step can still overflow
+                bar.close()
+                raise NonFiniteLoss(f"step {step}: the parameters or BatchNorm statistics are no longer "
+                                    f"finite (learning rate too high?); training stopped")
             checkpoint(step)
         tick = time.perf_counter()  # checkpoint time is not training time
     bar.close()

@@ -263,7 +263,7 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=on_cuda,
                         generator=torch.Generator().manual_seed(seed))
-    session_start, session_time = time.perf_counter(), [0.0]
+    session_start, session_time, saved_step = time.perf_counter(), [0.0], [step if ckpt_path.is_file() else None]
 
     def checkpoint(at_step: int) -> None:
         rngs = [engine.rng_states()]
@@ -278,13 +278,18 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
                 "criterion": criterion.state_dict(), "sampler": sampler.state_dict(), "rng": rngs,
                 "history": history, "train_time_s": train_time + session_time[0],
                 "config_hash": exp.config_hash})
+        saved_step[0] = at_step
 
     log(f"{run_dir}: training {loss.label} seed {seed} on {device} ({step}/{cfg.train.iters} steps done)")
     if step < cfg.train.iters:
-        engine.train(net, criterion, loader, sampler, optimizer, scheduler, scaler, device=device,
-                     start_step=step, total_steps=cfg.train.iters, history=history, checkpoint=checkpoint,
-                     checkpoint_every=cfg.train.checkpoint_every, amp=amp, channels_last=channels_last,
-                     images_per_step=cfg.train.batch_size, progress=exp.progress)
+        try:
+            engine.train(net, criterion, loader, sampler, optimizer, scheduler, scaler, device=device,
+                         start_step=step, total_steps=cfg.train.iters, history=history, checkpoint=checkpoint,
+                         checkpoint_every=cfg.train.checkpoint_every, amp=amp, channels_last=channels_last,
+                         images_per_step=cfg.train.batch_size, progress=exp.progress)
+        except engine.NonFiniteLoss as exc:
+            kept = f"{ckpt_path} (step {saved_step[0]})" if saved_step[0] is not None else "none written yet"
+            raise engine.NonFiniteLoss(f"{run_dir}: {exc}; last good checkpoint kept: {kept}") from None
         train_time += time.perf_counter() - session_start
     trained = len(history) * cfg.train.batch_size
 
@@ -415,16 +420,17 @@ def run_experiment(cfg: ExperimentConfig, *, report: bool = True) -> list[Path]:
             folders.append(run_folder(exp, loss, seed))
             try:
                 train_run(exp, loss, seed)
-            except engine.NonFiniteLoss as exc:
-                log(f"{folders[-1]}: {exc}")
-                failures.append(f"{folders[-1].name} ({exc})")
+            except engine.NonFiniteLoss as exc:  # the other runs go on
+                log(f"error: {exc}")
+                failures.append(folders[-1].name)
     finished = [f for f in folders if is_finished(f, exp.config_hash)]
     if finished:
-        print_tables(finished, reference=losses[0].label)
+        reference = read_metrics(finished[0]).method  # the first loss, unless it failed
+        print_tables(finished, reference=reference)
         if report:
-            write_report(exp.folder, reference=losses[0].label)
+            write_report(exp.folder, reference=reference)
     if failures:
-        raise UserError(f"{len(failures)} run(s) failed: {'; '.join(failures)}")
+        raise UserError(f"{len(failures)} run(s) stopped on a NaN/Inf loss: {', '.join(failures)}")
     return folders
 
 

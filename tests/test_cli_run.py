@@ -297,3 +297,21 @@ def test_run_locks_stale_and_live(tmp_path, capsys):
     assert "tce-t1-s0: locked by another process, skipped" in err
     assert sorted(p.name for p in (exp / "tce-t1-s0").iterdir()) == [".lock"]  # untouched
     assert "| mcce |" in out and "| tce-t1 |" not in out
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    import re
+
+    config = tmp_path / "diverge.yaml"  # SGD at lr 1e12 overflows within a few steps
+    config.write_text(TINY.replace("{name: adam, lr: 0.002}", "{name: sgd, lr: 1.0e+12}").replace(
+        f"iters: {ITERS}", "iters: 30").replace("checkpoint_every: 2", "checkpoint_every: 1"))
+    code, _, err = cli(capsys, "run", "-c", config, "--losses", "mcce", "--out", tmp_path / "runs", "--quiet")
+    run = tmp_path / "runs" / "diverge" / "mcce-s0"
+    found = re.search(r"step (\d+): the (loss|gradient norm|parameters) .*training stopped.*; "
+                      r"last good checkpoint kept: .*last.pt \(step (\d+)\)", err)
+    assert code == 2 and found, err
+    assert err.strip().splitlines()[-1] == "error: 1 run(s) stopped on a NaN/Inf loss: mcce-s0"
+    bad_step, kept_step = int(found.group(1)), int(found.group(3))
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["step"] == kept_step < bad_step and not (run / "metrics.json").exists()
+    assert all(torch.isfinite(v.float()).all() for v in state["model"].values())
