@@ -463,7 +463,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", ou
     Without ``out`` the file is ``metrics-<split>.json`` next to the checkpoint, so a finished
     run's own ``metrics.json`` is never replaced.
     """
-    from fairseg_bench.data import build_dataset
+    from fairseg_bench.data import build_dataset, dataset_info
     from fairseg_bench.models import build_model
 
     checkpoint = Path(checkpoint)
@@ -476,7 +476,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", ou
     cfg = run_cfg.override(data_root=data_root, device=device, quiet=quiet)
     state = engine.load_checkpoint(checkpoint)
     dev = resolve_device(cfg.device)
-    options = cfg.data.train_options if split == "train" else cfg.data.val_options
+    options = dict(cfg.data.val_options)  # evaluation transforms on any split
+    if split == "train" and dataset_info(cfg.data.dataset).needs_root:
+        options.setdefault("augment", False)  # the file datasets augment their train split by default
     dataset = build_dataset(cfg.data.dataset, root=cfg.data.root, split=split, **options)
     model = build_model(cfg.model.name, num_classes=dataset.num_classes).to(dev)
     model.load_state_dict(state["model"])
