@@ -152,6 +152,9 @@ def read_metrics(path: str | os.PathLike) -> RunResult:
     k = len(data["classes"])
     if len(data["iou"]) != k or np.shape(data["confusion_matrix"]) != (k, k):
         raise UserError(f"{path}: iou/confusion_matrix sizes do not match the {k} classes")
+    for name, value in zip(data["classes"], data["iou"]):  # NaN/Infinity literals parse, but are not IoUs
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            raise UserError(f"{path}: iou of class {name!r} is {value!r}; expected a fraction in [0, 1] or null")
     return RunResult(path, data)
 
 
