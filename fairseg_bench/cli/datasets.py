@@ -1,6 +1,8 @@
 """``fairseg-bench datasets``: list the datasets, check a data root, build the class-index cache."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from fairseg_bench.data import DATASETS, available_datasets, dataset_info
@@ -44,7 +46,7 @@ def index(name, root, split, cache_dir, workers, num_images, seed):
         options = {k: v for k, v in {"num_images": num_images, "seed": seed}.items() if v is not None}
     dataset = build_dataset(name, root=root, split=split, **options)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
-    class_index = build_class_index(dataset, cache_dir=cache_dir, workers=workers, progress=True)
+    class_index = build_class_index(dataset, cache_dir=cache_dir, workers=workers, progress=sys.stderr.isatty())
     click.echo(f"{dataset.name} {split}: {class_index.num_images} images, cache {cache_path(dataset, cache_dir)}")
     click.echo(format_class_table(dataset.classes, class_index))
 
