@@ -104,7 +104,11 @@ class FileSegmentationDataset(torch.utils.data.Dataset):
         return {"root": str(self.root.resolve()), "split": self.split, "files": files}
 
     def __getitem__(self, index: int):
-        image, target = self.transforms(self.image(index), self.label(index))
+        image, label = self.image(index), self.label(index)
+        if image.shape[:2] != label.shape:  # else the transforms fail with a message naming no file
+            raise UserError(f"{self.images[index]}: image size {image.shape[1]}x{image.shape[0]} differs from its "
+                            f"label {Path(self.labels[index]).name} ({label.shape[1]}x{label.shape[0]})")
+        image, target = self.transforms(image, label)
         return image, target
 
 
