@@ -8,10 +8,10 @@ statistics for the bootstrap. On CUDA the loops use AMP (float16 + GradScaler) a
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fairseg_bench.errors import UserError
+from fairseg_bench.results import write_atomic  # a leaf module (numpy only): the one atomic write
 
 
 class NonFiniteLoss(UserError):
@@ -100,15 +101,9 @@ def set_rng_states(state: dict) -> None:
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """``torch.save`` to a temporary file, then rename: ``path`` is always a complete checkpoint."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(to_safe(state), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(to_safe(state), buffer)
+    write_atomic(path, buffer.getvalue())  # fsync'd before the rename: no empty file after a power cut
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def _umask() -> int:
     return mask
 
 
+def _test_write_delay() -> None:
+    """Test hook: ``FAIRSEG_BENCH_TEST_WRITE_DELAY=<seconds>`` holds every atomic write between its
+    complete temporary file and the rename, so crash tests can kill a process mid-write."""
+    delay = os.environ.get("FAIRSEG_BENCH_TEST_WRITE_DELAY")
+    if delay:
+        time.sleep(float(delay))
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: readers see all or nothing."""
     path = Path(path)
@@ -55,6 +64,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        _test_write_delay()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
