@@ -146,10 +146,12 @@ def run_lock(run_dir: Path):
             break
         except FileExistsError:
             try:
-                pid = int(path.read_text().strip() or 0)
+                text = path.read_text().strip()
+                pid = int(text or 0)
+                fresh = not text and time.time() - path.stat().st_mtime < 10
             except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
+                pid, fresh = 0, False
+            if fresh or (pid and _alive(pid)):  # (an empty, fresh lock: its creator has yet to write its pid)
                 yield False
                 return
             path.unlink(missing_ok=True)  # stale: its process is gone
@@ -175,7 +177,8 @@ def is_finished(run_dir: Path, digest: str) -> bool:
         return False
     try:
         return read_metrics(run_dir).data.get("config_hash") == digest
-    except UserError:
+    except UserError as exc:  # truncated or damaged: not trusted, the run is evaluated again
+        log(f"warning: {exc}; not counted as finished")
         return False
 
 
@@ -206,6 +209,9 @@ def train_run(exp: Experiment, loss, seed: int) -> str:
         if not held:
             log(f"{run_dir}: locked by another process, skipped")
             return "locked"
+        if is_finished(run_dir, exp.config_hash):  # finished by another process since the check above
+            log(f"{run_dir}: finished, skipped")
+            return "skipped"
         return _train_and_evaluate(exp, loss, seed, run_dir)
 
 
