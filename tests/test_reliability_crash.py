@@ -93,7 +93,7 @@ def tmp_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("target", ["last.pt", "metrics.json"])
+@pytest.mark.parametrize("target", ["last.pt", pytest.param("metrics.json", marks=pytest.mark.slow)])
 def test_kill_inside_a_write_leaves_the_previous_file_and_the_rerun_matches(reference, tmp_path, target):
     config, expected = reference
     run_dir = tmp_path / "runs" / "crash" / LABEL
@@ -122,12 +122,13 @@ def _kill_at_random_points(config: Path, out: Path, delays: list[float]) -> None
         assert_trusted_files_valid(run_dir)
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sigkill_at_random_points_then_rerun_matches(reference, tmp_path, seed):
     """Kills at seeded random times (start-up, training, checkpoint and results writes)."""
     config, expected = reference
     rng = random.Random(seed)
-    count = 2 if seed == 0 else 5
+    count = 4
     _kill_at_random_points(config, tmp_path / "runs", [rng.uniform(1.0, 6.0) for _ in range(count)])
     rerun = run(command(config, tmp_path / "runs"))
     assert rerun.returncode == 0, rerun.stderr
