@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import math
 import os
+import pickle
 import random
+import re
 import time
 from pathlib import Path
 
@@ -112,6 +114,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         return from_safe(torch.load(path, map_location="cpu", weights_only=True))
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint") from None
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise UserError(f"{path}: not a readable checkpoint ({exc})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # what the file asked the unpickler to import
+        what = f" ({found.group(1)})" if found else ""
+        raise UserError(f"{path}: not a readable checkpoint: refused, it holds Python objects{what} beyond "
+                        f"tensors and plain containers, which could run code (weights_only loading)") from None
     except Exception as exc:  # the unpickler raises many kinds on a truncated or foreign file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
