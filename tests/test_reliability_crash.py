@@ -193,5 +193,6 @@ def test_two_concurrent_runs_share_an_output_folder(tmp_path):
 @pytest.mark.slow
 def test_two_concurrent_runs_repeated(tmp_path):
     for attempt in range(3):
+        (tmp_path / str(attempt)).mkdir()
         test_two_concurrent_runs_share_an_output_folder(tmp_path / str(attempt))
 
