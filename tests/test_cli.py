@@ -19,3 +19,10 @@ def test_help_and_version():
 def test_unknown_command_is_a_usage_error():
     out = fairseg("no-such-command")
     assert out.returncode == 2 and "No such command" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bad_option_value_is_one_line():
+    out = fairseg("train", "--seed", "-1")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("error: ") and "--seed" in out.stderr
