@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.results import write_atomic  # a leaf module (numpy only): the one atomic write
+from fairseg_bench.atomic import write_atomic
 
 
 class NonFiniteLoss(UserError):

@@ -25,50 +25,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fairseg_bench.atomic import write_atomic  # noqa: F401 - re-exported: the one atomic write
 from fairseg_bench.errors import UserError
 
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
 REQUIRED_KEYS = ("schema_version", "experiment", "method", "seed", "classes", "confusion_matrix", "iou")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _test_write_delay() -> None:
-    """Test hook: ``FAIRSEG_BENCH_TEST_WRITE_DELAY=<seconds>`` holds every atomic write between its
-    complete temporary file and the rename, so crash tests can kill a process mid-write."""
-    delay = os.environ.get("FAIRSEG_BENCH_TEST_WRITE_DELAY")
-    if delay:
-        time.sleep(float(delay))
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: readers see all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make results private to the writer
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        _test_write_delay()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonable(value):

@@ -1,6 +1,6 @@
 """Crash safety and concurrency of ``fairseg-bench run`` (real subprocesses, SIGKILL, two writers).
 
-``FAIRSEG_BENCH_TEST_WRITE_DELAY`` (read in ``results.write_atomic``) holds every atomic write
+``FAIRSEG_BENCH_TEST_WRITE_DELAY`` (read in ``atomic.write_atomic``) holds every atomic write
 between its complete temporary file and the rename, so a kill can land inside a write.
 """
 from __future__ import annotations
