@@ -5,8 +5,10 @@ Both loops train the quick preset's model (``unet_small``) on the synthetic data
 alternating bare/harness rounds so that load from other processes hits both alike. The harness
 round is the real thing: the batch sampler and its ``update``, the loss module, the poly
 schedule, the global-mean loss and NaN check, the gradient norm, one history row per step and
-atomic checkpoints every ``--checkpoint-every`` steps. Reported: images/s per round (median) and
-the ratio harness/bare (target >= 0.95).
+atomic checkpoints every ``--checkpoint-every`` steps. Two bare loops: with ``F.cross_entropy``
+and with the library's MCCE module (the loss the harness trains with), so the harness's own
+overhead (target: harness / bare with the same loss >= 0.95) is told apart from the loss
+module's cost (measured in ``bench_losses.py``).
 
     python benchmarks/bench_harness.py [--steps 30] [--repeats 3] [--threads 2]
 """
@@ -29,18 +31,22 @@ from fairseg_bench.losses import build_loss
 from fairseg_bench.models import build_model
 
 
-def bare_round(ds, steps: int, batch: int, seed: int) -> float:
-    """A plain loop (torchvision reference style, no extras); returns images/s."""
+def bare_round(ds, steps: int, batch: int, seed: int, criterion=None) -> float:
+    """A plain loop (torchvision reference style, no extras); returns images/s.
+
+    ``criterion`` None means ``F.cross_entropy``; otherwise the given loss module.
+    """
     torch.manual_seed(seed)
     model = build_model("unet_small", num_classes=ds.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     loader = DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(seed))
+    loss_fn = criterion or (lambda logits, target: F.cross_entropy(logits, target, ignore_index=255))
     model.train()
     start, done = time.perf_counter(), 0
     while done < steps:
         for images, target in loader:
-            loss = F.cross_entropy(model(images), target, ignore_index=255)
+            loss = loss_fn(model(images), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -90,21 +96,29 @@ def main() -> None:
     for i in range(len(ds)):  # generate (and memoise) every image before timing
         ds.image(i)
     bare_round(ds, 3, args.batch_size, 0)  # warm-up: allocator, oneDNN kernels
-    bare, harness = [], []
+    rounds = {"bare loop, F.cross_entropy": [], "bare loop, library MCCE module": [],
+              "fairseg-bench engine.train, library MCCE": []}
+    mcce = build_loss("mcce", num_classes=ds.num_classes)
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            bare.append(bare_round(ds, args.steps, args.batch_size, r))
-            harness.append(harness_round(ds, args.steps, args.batch_size, r, args.checkpoint_every, Path(tmp)))
-    b, h = statistics.median(bare), statistics.median(harness)
-    paired = statistics.median(x / y for x, y in zip(harness, bare))
+            timers = [lambda: bare_round(ds, args.steps, args.batch_size, r),
+                      lambda: bare_round(ds, args.steps, args.batch_size, r, mcce),
+                      lambda: harness_round(ds, args.steps, args.batch_size, r, args.checkpoint_every, Path(tmp))]
+            order = range(3) if r % 2 == 0 else reversed(range(3))  # alternate who goes first
+            for i in order:
+                list(rounds.values())[i].append(timers[i]())
+    names = list(rounds)
     print(f"training images/s, unet_small, synthetic 64x128, batch {args.batch_size}, {args.steps} steps x "
           f"{args.repeats} rounds, CPU, {args.threads} threads, torch {torch.__version__}")
-    print("| loop | images/s (median) | rounds | ratio of medians | median of paired ratios |")
+    print("| loop | images/s (median) | rounds | vs bare F.cross_entropy | vs bare, same loss (paired median) |")
     print("|---|---:|---|---:|---:|")
-    print(f"| bare PyTorch loop | {b:.1f} | {', '.join(f'{x:.1f}' for x in bare)} | 1.000 | 1.000 |")
-    print(f"| fairseg-bench engine.train | {h:.1f} | {', '.join(f'{x:.1f}' for x in harness)} | {h / b:.3f} "
-          f"| {paired:.3f} |")
-
+    base = statistics.median(rounds[names[0]])
+    for name in names:
+        values = rounds[name]
+        same = rounds[names[1]] if name == names[2] else values
+        paired = statistics.median(x / y for x, y in zip(values, same))
+        print(f"| {name} | {statistics.median(values):.1f} | {', '.join(f'{x:.1f}' for x in values)} | "
+              f"{statistics.median(values) / base:.3f} | {paired:.3f} |")
 
 if __name__ == "__main__":
     main()
