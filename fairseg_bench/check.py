@@ -70,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairseg_bench.core.fairness import FAIRNESS_KEYS
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import RunResult, load_runs, read_json, write_json_atomic
 
@@ -79,18 +80,9 @@ EPS = 1e-9
 RULES = ("fixed", "spread", "ci")
 CONFIDENCE = 0.95
 
-HIGHER_IS_BETTER = (
-    "miou",
-    "sorted_bottom",
-    "sorted_top",
-    "pct_bottom_threshold",
-    "pct_bottom_mean",
-    "pct_top_threshold",
-    "pct_top_mean",
-    "worst",
-    "best",
-)
 LOWER_IS_BETTER = ("std", "gap", "cov", "gini")
+#: every IoU-valued or ratio metric of ``fairness_metrics`` except the spreads (counts left out)
+HIGHER_IS_BETTER = tuple(k for k in FAIRNESS_KEYS if k not in LOWER_IS_BETTER + ("n_classes", "k"))
 METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
 
 DEFAULT_TOLERANCES = {
