@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from cli_helpers import call_main
 from fairseg_bench import check as gate
-from fairseg_bench.cli import main as cli_main
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import load_runs, write_json_atomic
 
@@ -93,14 +93,6 @@ def write_experiment(root, seeds=(0,), iou=BASE_IOU, **kwargs):
 def run_cli(*args):
     """The installed console script, as CI calls it."""
     return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=60)
-
-
-def call_main(capsys, *args) -> tuple[int, str, str]:
-    """``fairseg_bench.cli.main`` in-process (faster than a subprocess), exit status captured."""
-    with pytest.raises(SystemExit) as exc:
-        cli_main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def edit_json(path, edit):

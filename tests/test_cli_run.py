@@ -1,6 +1,5 @@
 """``fairseg-bench run / train / evaluate`` end to end on a tiny synthetic config (CPU, seconds):
 the files, the schema and the values; skip and resume; bad input; torchrun with gloo."""
-import io
 import json
 import os
 import signal
@@ -14,6 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from cli_helpers import call_main as cli
+from cli_helpers import fairseg
 from fairseg_bench.config import config_hash, load_config
 from fairseg_bench.data import build_dataset
 from fairseg_bench.results import load_runs, read_metrics
@@ -31,23 +32,6 @@ optim: {{name: adam, lr: 0.002}}
 train: {{iters: {ITERS}, batch_size: {BATCH}, checkpoint_every: 2}}
 eval: {{batch_size: 4, samples: 2}}
 """
-
-
-def cli(capsys, *args):
-    """Run the CLI in this process (fast: torch is imported once); returns (exit code, stdout, stderr)."""
-    from fairseg_bench.cli import main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
-
-def fairseg(*args, cwd=None, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "fairseg_bench", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,14 @@ no traceback, and a pre-populated results folder left byte for byte as it was.""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import call_main, fairseg
 from fake_datasets import write_cityscapes, write_voc
 from test_cli_run import TINY
 
@@ -23,24 +21,6 @@ def checksums(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` (relative path -> digest)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def call_main(capsys, args) -> tuple[int, str, str]:
-    """``fairseg_bench.cli.main`` in this process: (exit status, stdout, stderr)."""
-    from fairseg_bench.cli import main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
-
-def fairseg(*args, cwd=None, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("FAIRSEG_BENCH_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "fairseg_bench", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env=env)
 
 
 def cityscapes_labels(size=(8, 8)) -> dict:
@@ -245,7 +225,7 @@ def test_bad_input_exits_2_with_one_line_and_touches_no_results(bench, capsys, m
     monkeypatch.delenv("FAIRSEG_BENCH_DEBUG", raising=False)
     args = build(bench)
     before = checksums(bench.results)
-    code, _, err = call_main(capsys, args)
+    code, _, err = call_main(capsys, *args)
     lines = err.strip().splitlines()
     assert code == 2, (code, err)
     assert "Traceback" not in err

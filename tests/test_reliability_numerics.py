@@ -16,7 +16,8 @@ import torch
 from fairseg_bench.core.class_index import ClassIndex
 from fairseg_bench.losses import build_sampler
 from fairseg_bench.results import read_metrics
-from test_cli_run import TINY, cli
+from cli_helpers import call_main as cli
+from test_cli_run import TINY
 
 NAN_AT = 5
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import fairseg_bench
-from test_cli_run import TINY, cli
+from cli_helpers import call_main as cli
+from test_cli_run import TINY
 
 PACKAGE = Path(fairseg_bench.__file__).parent
 MCCE_ONLY = TINY.replace("[mcce, tce]", "[mcce]")
