@@ -1,6 +1,6 @@
 """The loss registry: parse a loss spec, give it a canonical label, build its loss and sampler.
 
-A spec is ``name[:key=value,...]`` (DESIGN.md §1), e.g. ``mcce``, ``focal:gamma=2``,
+A spec is ``name[:key=value,...]`` (README.md, Losses), e.g. ``mcce``, ``focal:gamma=2``,
 ``tce:t=0.1``, ``tce-class:t=1``, ``rcs``. Sampler-based methods (``tce``, ``rcs``) train with
 MCCE and configure a batch sampler; every other method uses uniform batches.
 

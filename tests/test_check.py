@@ -27,7 +27,7 @@ HASH = "c0ffee"
 
 
 def reference_fairness(iou) -> dict:
-    """Fairness metrics written from DESIGN §2 in float64 (the run itself as reference)."""
+    """Fairness metrics written from docs/definitions.md in float64 (the run itself as reference)."""
     v = np.asarray([x for x in iou if x is not None and math.isfinite(x)], dtype=np.float64)
     k = math.ceil(0.25 * v.size)
     order = np.argsort(v, kind="stable")

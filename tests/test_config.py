@@ -30,7 +30,7 @@ def test_presets_exist_and_load():
 
 
 def test_paper_recipe():
-    """DESIGN.md §5: SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9, batch 8, crop 512x1024, 80k steps."""
+    """the paper: SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9, batch 8, crop 512x1024, 80k steps."""
     cfg = load_config("cityscapes_dlv3p_r101")
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.poly_power) == \
         ("sgd", 0.01, 0.9, 5e-4, 0.9)

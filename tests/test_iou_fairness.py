@@ -111,7 +111,7 @@ def percentile_linear(values, q):
 
 
 def brute_force(iou, reference, f):
-    """The definitions of DESIGN.md §2 in plain Python."""
+    """The definitions of docs/definitions.md in plain Python."""
     vals = {c: x for c, x in enumerate(iou) if not math.isnan(x)}
     xs = list(vals.values())
     n = len(xs)

@@ -1,7 +1,7 @@
 """The loss family against float64 references written from the paper's formulas, and properties.
 
 The references below use plain Python floats and explicit loops over images, classes and
-pixels (eq. 1-3 of the TCE paper, the focal loss definition, DESIGN.md §2), independent of the
+pixels (eq. 1-3 of the TCE paper, the focal loss definition, docs/definitions.md), independent of the
 vectorised implementation.
 """
 import math

@@ -1,6 +1,6 @@
 """The TCE paper's fairness metrics across classes (its Table 3) and a few standard extras.
 
-numpy only. Definitions (DESIGN.md §2), with K classes and fraction f (0.25 in the paper):
+numpy only. Definitions (docs/definitions.md), with K classes and fraction f (0.25 in the paper):
 
 - ``miou``: mean IoU over the classes.
 - ``sorted_bottom`` / ``sorted_top``: the classes are ranked by the **reference** model's IoU

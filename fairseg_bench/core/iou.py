@@ -1,7 +1,7 @@
 """Pure reductions of a confusion matrix: per-class IoU, mIoU, pixel and class accuracy.
 
 numpy only (reports use them without torch); a torch tensor, on any device, is accepted.
-Conventions (DESIGN.md §2): IoU from the dataset-level confusion matrix, not a per-image mean;
+Conventions (docs/definitions.md): IoU from the dataset-level confusion matrix, not a per-image mean;
 a class with no ground truth and no prediction has IoU NaN and is left out of every mean
 (never 1, never 0). Results are fractions in [0, 1].
 """

@@ -9,7 +9,7 @@ is 0 at ignored pixels, with a zero gradient there) and reduce it with sums and 
 ``scatter_add`` into class bins: no per-class Python loop and no one-hot tensor, so that
 forward+backward costs little more than ``F.cross_entropy`` itself (benchmarks/bench_losses.py).
 
-Choices the paper leaves open (DESIGN.md §2):
+Choices the paper leaves open (docs/definitions.md):
 
 * Means are over valid (non-ignored) pixels. A batch with no valid pixel gives a loss of 0 with
   a zero gradient rather than NaN.
@@ -590,7 +590,7 @@ class TiltedCrossEntropy(_SegmentationLoss):
 
 
 class OnlineTiltedCrossEntropy(_SegmentationLoss):
-    """Class-level tilt with an EMA over batches (``tce-online``, DESIGN.md §2).
+    """Class-level tilt with an EMA over batches (``tce-online``, docs/definitions.md).
 
     The loss is ``sum_c w_c R_c`` over the classes present in the batch, ``R_c`` the mean CE of
     the batch's class-c pixels and ``w = softmax`` (over those classes) of ``log L~_c``, a

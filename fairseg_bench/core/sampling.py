@@ -22,7 +22,7 @@ is resolved here as follows:
   own losses. Note that ``L~_c`` moves only when c is drawn, so stale estimates of rarely
   drawn classes pull the draw toward where they were last seen; ``gamma`` and the floor set how
   fast and how far the draw can move.
-* **EMA rate.** ``gamma`` defaults to 0.2, the value in TERM's reference code; a prototype used
+* **EMA rate.** ``gamma`` defaults to 0.2, the value in TERM's reference code; the alternative compared was
   0.05. On the quick benchmark the two cannot be told apart at 2 seeds (the seed spread is far
   larger; docs/datasets.md), so TERM's value stays the default.
 * **Floor.** Optional ``floor`` ε: ``w <- (1-ε) w + ε/K_e`` over the ``K_e`` eligible classes, so
