@@ -27,6 +27,7 @@ import pandas as pd
 from fairseg_bench.core.fairness import FAIRNESS_KEYS
 from fairseg_bench.core.iou import per_class_iou
 from fairseg_bench.errors import UserError
+from fairseg_bench.results import find_runs
 from fairseg_bench.tables import (
     fairness_frame,
     fairness_table,
@@ -54,15 +55,27 @@ def read_iou_tables(paths, scale: str = "auto") -> pd.DataFrame:
         raise UserError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     if not paths:
         raise UserError("no input file given")
-    frames = [(Path(p), _read_one(Path(p), scale)) for p in paths]
+    frames = [(path, _read_one(path, scale)) for path in _expand_folders(paths)]
     return _combine(frames)
+
+
+def _expand_folders(paths) -> list[Path]:
+    """Files as given; a folder stands for every run ``metrics.json`` below it."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            runs = find_runs(path)
+            if not runs:
+                raise UserError(f"{path}: a folder with no run metrics.json below it; give a CSV or JSON file")
+            files.extend(runs)
+        else:
+            files.append(path)
+    return files
 
 
 def _read_one(path: Path, scale: str) -> pd.DataFrame:
     if not path.exists():
         raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; give a CSV or JSON file")
     if path.suffix.lower() == ".json":
         return _read_json(path, scale)
     return _read_csv(path, scale)

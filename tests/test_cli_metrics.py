@@ -127,6 +127,27 @@ def test_confusion_matrix_json_and_metrics_json(capsys, tmp_path):
     assert both["focal-s0"] == pytest.approx(both["mcce"])
 
 
+def test_a_folder_stands_for_every_run_below_it(capsys, tmp_path):
+    from fairseg_bench.results import write_json_atomic
+
+    classes = ["road", "car", "pole"]
+    cms = {"mcce": [[9, 1, 0], [1, 9, 0], [0, 4, 0]], "focal": [[8, 2, 0], [1, 6, 1], [0, 3, 2]]}
+    # by hand, TP / (TP + FP + FN) per class
+    ious = {"mcce": [9 / 11, 9 / 15, 0.0], "focal": [8 / 11, 6 / 13, 2 / 6]}
+    for method in cms:
+        write_json_atomic(tmp_path / "runs" / "quick" / f"{method}-s0" / "metrics.json", {
+            "schema_version": 1, "experiment": "quick", "method": method, "seed": 0, "classes": classes,
+            "confusion_matrix": cms[method], "iou": ious[method]})
+    result = as_json(capsys, tmp_path / "runs")
+    assert sorted(result) == ["focal-s0", "mcce-s0"]
+    assert result["focal-s0"]["miou"] == pytest.approx(100 * np.mean(ious["focal"]))
+    assert result["focal-s0"]["worst"] == pytest.approx(100 * 2 / 6)
+    assert result["mcce-s0"]["worst"] == 0.0
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, tmp_path / "empty")
+    assert code == 2 and "no run metrics.json" in err and len(err.strip().splitlines()) == 1
+
+
 def test_empty_cell_is_an_absent_class(capsys, tmp_path):
     (tmp_path / "t.csv").write_text("method,a,b,c,d\nx,50,,70,90\ny,40,60,80,\n")
     result = as_json(capsys, tmp_path / "t.csv", "--reference", "y")

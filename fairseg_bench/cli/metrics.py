@@ -5,7 +5,7 @@ from fairseg_bench.metrics_io import OUTPUT_FORMATS, SCALES, TABLES, metrics_rep
 
 
 @click.command("metrics")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--reference", "-r", default=None, help="Method that ranks the classes [default: MCCE if present, else the first method].")
 @click.option("--fraction", "-f", default=0.25, show_default=True, type=click.FloatRange(0, 1, min_open=True), help="Share of classes in the sorted bottom/top groups and the percentile.")
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(OUTPUT_FORMATS), help="Output format (json: {method: {key: value}}, IoU in percent).")
@@ -17,7 +17,8 @@ def metrics(files, reference, fraction, fmt, scale, which, split, digits):
     """Per-class IoU (Table 1 layout) and fairness metrics (Table 3 layout) of the methods in FILES.
 
     FILES: wide CSVs (a 'method' column, one column per class), long CSVs (method,class,iou),
-    or JSON files (a run's metrics.json, confusion matrices, or per-class IoUs).
+    JSON files (a run's metrics.json, confusion matrices, or per-class IoUs), or folders of runs
+    (every metrics.json below them).
     """
     table = read_iou_tables(files, scale=scale)
     reference = resolve_reference(table, reference)
