@@ -15,7 +15,6 @@ import pickle
 import random
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -18,7 +18,6 @@ hub cache, ``$TORCH_HOME/hub/checkpoints``); nothing else is ever downloaded.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from urllib.error import URLError
 

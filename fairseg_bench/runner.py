@@ -92,7 +92,7 @@ def check_output_folder(folder: Path, expected_hash: str) -> None:
     """Refuse a folder holding runs of another config (nothing there is touched)."""
     if not folder.is_dir():
         return
-    for config_file in sorted(folder.glob(f"*/config.yaml")):
+    for config_file in sorted(folder.glob("*/config.yaml")):
         try:
             other = config_hash(load_config(config_file))
         except UserError:

@@ -26,3 +26,11 @@ def test_bad_option_value_is_one_line():
     out = fairseg("train", "--seed", "-1")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert out.stderr.startswith("error: ") and "--seed" in out.stderr
+
+
+def test_run_help_lists_every_registered_loss():
+    from fairseg_bench.losses import available_losses
+
+    out = fairseg("run", "--help")
+    listed = [line.split()[0].split(":")[0] for line in out.stdout.split("Loss specs:")[1].strip().splitlines()]
+    assert out.returncode == 0 and listed == available_losses()

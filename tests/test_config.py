@@ -2,7 +2,6 @@
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import yaml

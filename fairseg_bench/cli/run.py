@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from fairseg_bench.errors import UserError
+from fairseg_bench.losses import describe_losses
 
 
 def _seeds(ctx, param, value):
@@ -58,7 +59,12 @@ def _config(config, **overrides):
     return load_config(config).override(**overrides)
 
 
-@click.command()
+def _loss_list() -> str:
+    """The registered loss specs with their one-line summaries, for ``run --help``."""
+    return "\b\nLoss specs:\n" + "\n".join(f"  {usage}  {summary}" for usage, summary in describe_losses().items())
+
+
+@click.command(epilog=_loss_list())
 @_common
 @click.option("--losses", callback=_losses, help="Comma-separated loss specs, e.g. mcce,focal,tce:t=1.")
 @click.option("--seeds", callback=_seeds, help="Comma-separated seeds, e.g. 0,1,2.")

@@ -101,10 +101,6 @@ class _Canvas:
         self.color = np.zeros((h, w, 3), np.float32)
         self.yy, self.xx = np.mgrid[0:h, 0:w]
 
-    def px(self, fraction: float, axis: str = "w") -> int:
-        """A length given as a fraction of the width (or height) in whole pixels."""
-        return int(round(fraction * (self.w if axis == "w" else self.h)))
-
     def rect(self, cls, y0, y1, x0, x1, color):
         y0, y1 = max(int(round(y0)), 0), min(int(round(y1)), self.h)
         x0, x1 = max(int(round(x0)), 0), min(int(round(x1)), self.w)
@@ -173,7 +169,7 @@ def _draw_ground(cv: _Canvas, horizon: int):
 
 def _draw_buildings(cv: _Canvas, horizon: int):
     """A skyline of blocks standing on the horizon; returns the image's building colour."""
-    rng, w, h = cv.rng, cv.w, cv.h
+    rng, w = cv.rng, cv.w
     base = _BUILDING_COLOURS[rng.integers(len(_BUILDING_COLOURS))]
     x = -rng.uniform(0, 0.1) * w
     while x < w:
@@ -311,7 +307,7 @@ def _draw_two_wheeler(cv: _Canvas, cls: int, bottom: float, cx: float, length: f
 
 def _draw_road_users(cv: _Canvas, horizon: int, road, vx: float):
     """Cars, at most one large vehicle (truck, bus or train), motorcycles and ridden bicycles."""
-    rng, w, h = cv.rng, cv.w, cv.h
+    rng, w = cv.rng, cv.w
     road_x = (0.15 * w, 0.85 * w)
     big = rng.random()
     n_cars = int(rng.choice([0, 1, 2, 3, 4], p=[0.08, 0.25, 0.3, 0.22, 0.15]))
