@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from fairseg_bench import engine
 from fairseg_bench.core.sampling import UniformBatchSampler
 from fairseg_bench.data import build_dataset
-from fairseg_bench.losses import build_loss
+from fairseg_bench.loss_specs import build_loss
 from fairseg_bench.models import build_model
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from fairseg_bench.core.tilt import tilted_mean
-from fairseg_bench.losses import available_losses, build_loss, parse_loss_spec
+from fairseg_bench.loss_specs import available_losses, build_loss, parse_loss_spec
 
 IGNORE = 255
 EXTRA_SPECS = ["focal:gamma=2,alpha=sum", "tce-image:t=0.1", "tce-class:t=0.1", "tce-class:t=-1"]

@@ -12,7 +12,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 _PUBLIC = {
-    "build_loss": "fairseg_bench.losses",
+    "build_loss": "fairseg_bench.loss_specs",
     "TiltedCrossEntropy": "fairseg_bench.core.losses",
     "FocalLoss": "fairseg_bench.core.losses",
     "StochasticTCESampler": "fairseg_bench.core.sampling",

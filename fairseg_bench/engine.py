@@ -173,7 +173,7 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        sampler.update(loss_value)
+        sampler.update(loss_value, class_stats=getattr(criterion, "class_stats", None))
         step += 1
         now = time.perf_counter()
         rate = (images_per_step or images.shape[0]) / max(now - tick, 1e-9)

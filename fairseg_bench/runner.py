@@ -78,7 +78,7 @@ def resolve_device(name: str) -> torch.device:
 
 def parse_losses(cfg: ExperimentConfig) -> list:
     """Parse every loss spec (``LossSpec``) up front: an unknown loss fails before anything is written."""
-    from fairseg_bench.losses import parse_loss_spec
+    from fairseg_bench.loss_specs import parse_loss_spec
 
     losses = [parse_loss_spec(text) for text in cfg.losses]
     labels = [loss.label for loss in losses]
@@ -221,7 +221,7 @@ def _run_config(exp: Experiment, loss, seed: int) -> ExperimentConfig:
 
 
 def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
-    from fairseg_bench.losses import build_loss, build_sampler
+    from fairseg_bench.loss_specs import build_loss, build_sampler
     from fairseg_bench.models import build_model
 
     cfg, device = exp.cfg, exp.device
@@ -237,7 +237,8 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_loss(loss, num_classes=ds.num_classes, ignore_index=ds.ignore_index,
-                           class_pixel_counts=exp.class_index.class_pixel_counts()).to(device)
+                           class_pixel_counts=exp.class_index.class_pixel_counts(),
+                           class_image_counts=exp.class_index.class_image_counts()).to(device)
     sampler = build_sampler(loss, class_index=exp.class_index, batch_size=cfg.train.batch_size // exp.world_size,
                             num_batches=cfg.train.iters, seed=seed, rank=exp.rank, world_size=exp.world_size,
                             class_names=list(ds.classes))

@@ -29,7 +29,7 @@ def test_bad_option_value_is_one_line():
 
 
 def test_run_help_lists_every_registered_loss():
-    from fairseg_bench.losses import available_losses
+    from fairseg_bench.loss_specs import available_losses
 
     out = fairseg("run", "--help")
     listed = [line.split()[0].split(":")[0] for line in out.stdout.split("Loss specs:")[1].strip().splitlines()]

@@ -6,12 +6,14 @@ import pytest
 import torch
 
 import fairseg_bench
+from fairseg_bench.core import balanced, dice, lovasz, ohem
 from fairseg_bench.core import losses as core
 from fairseg_bench.errors import UserError
-from fairseg_bench.losses import available_losses, build_loss, build_sampler, format_number, parse_loss_spec
+from fairseg_bench.loss_specs import available_losses, build_loss, build_sampler, format_number, parse_loss_spec
 
 NUM_CLASSES = 5
 COUNTS = np.array([500, 120, 40, 9, 1])
+IMAGE_COUNTS = np.array([30, 25, 10, 4, 1])
 
 
 def batch(seed=0):
@@ -28,7 +30,7 @@ def batch(seed=0):
 @pytest.mark.parametrize("name", available_losses())
 def test_every_registered_loss_builds_and_trains(name):
     spec = parse_loss_spec(name)
-    loss_fn = build_loss(spec, num_classes=NUM_CLASSES, class_pixel_counts=COUNTS)
+    loss_fn = build_loss(spec, num_classes=NUM_CLASSES, class_pixel_counts=COUNTS, class_image_counts=IMAGE_COUNTS)
     assert isinstance(loss_fn, torch.nn.Module)
     logits, target = batch()
     logits.requires_grad_(True)
@@ -40,7 +42,8 @@ def test_every_registered_loss_builds_and_trains(name):
 
 
 def test_registry_names():
-    assert set(available_losses()) == {"mcce", "wce", "focal", "tce", "tce-image", "tce-class", "tce-online", "rcs"}
+    assert set(available_losses()) == {"mcce", "wce", "focal", "tce", "tce-image", "tce-class", "tce-online", "rcs",
+                                       "lovasz", "dice", "dice-ce", "cb", "la", "ohem"}
     assert fairseg_bench.build_loss is build_loss
 
 
@@ -55,10 +58,20 @@ def test_registry_names():
         ("tce-class:t=-2", core.TiltedCrossEntropy, {"t": -2.0, "level": "class"}),
         ("tce-online:t=3,gamma=0.5", core.OnlineTiltedCrossEntropy, {"t": 3.0, "gamma": 0.5, "num_classes": NUM_CLASSES}),
         ("wce", core.WeightedCrossEntropyLoss, {}),
+        ("tce:estimate=class", core.CrossEntropyLoss, {"track_class_stats": True}),
+        ("tce", core.CrossEntropyLoss, {"track_class_stats": False}),
+        ("lovasz", lovasz.LovaszSoftmaxLoss, {"per_image": False}),
+        ("lovasz:per_image=true", lovasz.LovaszSoftmaxLoss, {"per_image": True}),
+        ("dice", dice.DiceLoss, {}),
+        ("dice-ce:weight=0.5", dice.DiceCrossEntropyLoss, {"weight": 0.5}),
+        ("cb", balanced.ClassBalancedCrossEntropyLoss, {}),
+        ("la:tau=2", balanced.LogitAdjustedCrossEntropyLoss, {}),
+        ("ohem:thresh=0.9,min_kept=7", ohem.OhemCrossEntropyLoss, {"thresh": 0.9, "min_kept": 7}),
     ],
 )
 def test_specs_build_the_right_module(text, cls, attrs):
-    module = build_loss(text, num_classes=NUM_CLASSES, class_pixel_counts=COUNTS, ignore_index=7)
+    module = build_loss(text, num_classes=NUM_CLASSES, class_pixel_counts=COUNTS, class_image_counts=IMAGE_COUNTS,
+                        ignore_index=7)
     assert type(module) is cls and module.ignore_index == 7
     for key, value in attrs.items():
         assert getattr(module, key) == value
@@ -76,10 +89,27 @@ def test_class_weights_follow_the_counts():
     assert build_loss("focal:alpha=none", num_classes=NUM_CLASSES).alpha is None
 
 
+def test_baseline_class_statistics_follow_the_counts():
+    cb = build_loss("cb:beta=0.9", num_classes=NUM_CLASSES, class_image_counts=IMAGE_COUNTS)
+    expected = (1 - 0.9) / (1 - 0.9 ** IMAGE_COUNTS.astype(float))
+    assert cb.weight.numpy() == pytest.approx(expected / expected.mean(), rel=1e-6)
+    cb_pixel = build_loss("cb:beta=0.99,unit=pixel", num_classes=NUM_CLASSES, class_pixel_counts=COUNTS)
+    expected = (1 - 0.99) / (1 - 0.99 ** COUNTS.astype(float))
+    assert cb_pixel.weight.numpy() == pytest.approx(expected / expected.mean(), rel=1e-6)
+    la = build_loss("la:tau=0.5", num_classes=NUM_CLASSES, class_pixel_counts=COUNTS)
+    assert la.adjustment.numpy() == pytest.approx(0.5 * np.log(COUNTS / COUNTS.sum()), rel=1e-6)
+
+
 def test_class_counts_required_and_checked():
-    for text in ("wce", "focal", "focal:gamma=1"):
+    for text in ("wce", "focal", "focal:gamma=1", "la", "cb:unit=pixel"):
         with pytest.raises(UserError, match="class_pixel_counts"):
-            build_loss(text, num_classes=NUM_CLASSES)
+            build_loss(text, num_classes=NUM_CLASSES, class_image_counts=IMAGE_COUNTS)
+    with pytest.raises(UserError, match=r"loss 'cb' needs the class_image_counts"):
+        build_loss("cb", num_classes=NUM_CLASSES, class_pixel_counts=COUNTS)
+    with pytest.raises(UserError, match=r"class_image_counts has shape \(4,\), expected \(5,\)"):
+        build_loss("cb", num_classes=NUM_CLASSES, class_image_counts=IMAGE_COUNTS[:4])
+    with pytest.raises(UserError, match=r"^loss 'la': class pixel counts are all zero$"):
+        build_loss("la", num_classes=NUM_CLASSES, class_pixel_counts=np.zeros(5, int))
     with pytest.raises(UserError, match=r"shape \(4,\), expected \(5,\)"):
         build_loss("wce", num_classes=NUM_CLASSES, class_pixel_counts=COUNTS[:4])
     with pytest.raises(UserError, match="all zero"):
@@ -87,6 +117,8 @@ def test_class_counts_required_and_checked():
 
 
 # ------------------------------------------------------------------------------- parsing
+
+BATCH = {"estimate": "batch"}
 
 
 @pytest.mark.parametrize(
@@ -100,12 +132,27 @@ def test_class_counts_required_and_checked():
         ("focal:gamma=1", "focal", {"gamma": 1.0, "alpha": "mean"}, "focal-g1", None),
         ("focal:gamma=0.5,alpha=sum", "focal", {"gamma": 0.5, "alpha": "sum"}, "focal-g0.5-asum", None),
         ("focal: alpha=none , gamma=0", "focal", {"gamma": 0.0, "alpha": "none"}, "focal-g0-anone", None),
-        ("tce", "tce", {"t": 1.0, "floor": 0.0, "min_pixels": 1}, "tce-t1", "tce"),
-        ("tce:t=1", "tce", {"t": 1.0, "floor": 0.0, "min_pixels": 1}, "tce-t1", "tce"),
-        ("tce:t=0.1", "tce", {"t": 0.1, "floor": 0.0, "min_pixels": 1}, "tce-t0.1", "tce"),
-        ("tce:t=1e-5", "tce", {"t": 1e-5, "floor": 0.0, "min_pixels": 1}, "tce-t1e-05", "tce"),
+        ("tce", "tce", {"t": 1.0, "floor": 0.0, "min_pixels": 1, **BATCH}, "tce-t1", "tce"),
+        ("tce:t=1", "tce", {"t": 1.0, "floor": 0.0, "min_pixels": 1, **BATCH}, "tce-t1", "tce"),
+        ("tce:t=0.1", "tce", {"t": 0.1, "floor": 0.0, "min_pixels": 1, **BATCH}, "tce-t0.1", "tce"),
+        ("tce:t=1e-5", "tce", {"t": 1e-5, "floor": 0.0, "min_pixels": 1, **BATCH}, "tce-t1e-05", "tce"),
         ("tce:min_pixels=10,gamma=0.05,floor=0.1,t=2",
-         "tce", {"t": 2.0, "gamma": 0.05, "floor": 0.1, "min_pixels": 10}, "tce-t2-g0.05-floor0.1-minpx10", "tce"),
+         "tce", {"t": 2.0, "gamma": 0.05, "floor": 0.1, "min_pixels": 10, **BATCH}, "tce-t2-g0.05-floor0.1-minpx10",
+         "tce"),
+        ("tce:estimate=class", "tce", {"t": 1.0, "floor": 0.0, "min_pixels": 1, "estimate": "class"},
+         "tce-t1-estclass", "tce"),
+        ("tce:estimate=batch", "tce", {"t": 1.0, "floor": 0.0, "min_pixels": 1, **BATCH}, "tce-t1", "tce"),
+        ("lovasz", "lovasz", {"per_image": "false"}, "lovasz", None),
+        ("lovasz:per_image=true", "lovasz", {"per_image": "true"}, "lovasz-perimagetrue", None),
+        ("dice", "dice", {}, "dice", None),
+        ("dice-ce", "dice-ce", {"weight": 1.0}, "dice-ce", None),
+        ("dice-ce:weight=0.5", "dice-ce", {"weight": 0.5}, "dice-ce-w0.5", None),
+        ("cb", "cb", {"beta": 0.999, "unit": "image"}, "cb", None),
+        ("cb:beta=0.99,unit=pixel", "cb", {"beta": 0.99, "unit": "pixel"}, "cb-b0.99-upixel", None),
+        ("la", "la", {"tau": 1.0}, "la", None),
+        ("la:tau=0", "la", {"tau": 0.0}, "la-tau0", None),
+        ("ohem", "ohem", {"thresh": 0.7, "min_kept": 100000}, "ohem", None),
+        ("ohem:thresh=1,min_kept=0", "ohem", {"thresh": 1.0, "min_kept": 0}, "ohem-thr1-minkept0", None),
         ("tce-image:t=1", "tce-image", {"t": 1.0}, "tce-image-t1", None),
         ("tce-image:t=0.5", "tce-image", {"t": 0.5}, "tce-image-t0.5", None),
         ("tce-class:t=-1", "tce-class", {"t": -1.0}, "tce-class-t-1", None),
@@ -127,7 +174,8 @@ def test_parse_and_label(text, name, params, label, sampler):
 
 def test_labels_are_deterministic_and_distinct():
     texts = ["mcce", "wce", "focal", "focal:gamma=1", "tce:t=0.1", "tce:t=1", "tce-image:t=1", "tce-class:t=1",
-             "tce-online:t=1", "rcs", "tce:t=-1", "tce:t=0.01"]
+             "tce-online:t=1", "rcs", "tce:t=-1", "tce:t=0.01", "tce:estimate=class", "lovasz", "lovasz:per_image=true",
+             "dice", "dice-ce", "dice-ce:weight=2", "cb", "cb:unit=pixel", "la", "la:tau=0.5", "ohem", "ohem:thresh=0.9"]
     labels = [parse_loss_spec(text).label for text in texts]
     assert len(set(labels)) == len(labels)
     assert labels == [parse_loss_spec(text).label for text in texts]
@@ -152,8 +200,21 @@ def test_format_number(value, text):
         ("tce:t=1,", r"malformed"),
         ("tce:t=1,t=2", r"'t' given twice"),
         ("focal:gamma=1,gamma=1", r"'gamma' given twice"),
-        ("dice", r"unknown loss 'dice'.*valid: .*tce-online"),
-        ("tce:temperature=1", r"unknown parameter 'temperature' for loss 'tce'.*valid: t, gamma, floor, min_pixels"),
+        ("lovasz-hinge", r"unknown loss 'lovasz-hinge'.*valid: .*tce-online.*; ohem:thresh=...,min_kept=..."),
+        ("lovasz:per_image=yes", r"^loss parameter per_image='yes' must be one of: false, true$"),
+        ("dice:weight=1", r"unknown parameter 'weight' for loss 'dice'.*valid: none"),
+        ("dice-ce:weight=-0.5", r"^loss parameter weight=-0.5 must be >= 0$"),
+        ("dice-ce:weight=inf", r"^loss parameter weight=inf must be a finite number$"),
+        ("cb:beta=1", r"^loss parameter beta=1.0 must be in \[0, 1\)$"),
+        ("cb:beta=-0.1", r"^loss parameter beta=-0.1 must be in \[0, 1\)$"),
+        ("cb:unit=batch", r"^loss parameter unit='batch' must be one of: image, pixel$"),
+        ("la:tau=-1", r"^loss parameter tau=-1.0 must be >= 0$"),
+        ("la:tau=nan", r"^loss parameter tau=nan must be a finite number$"),
+        ("ohem:thresh=1.5", r"^loss parameter thresh=1.5 must be in \[0, 1\]$"),
+        ("ohem:min_kept=-1", r"^loss parameter min_kept=-1 must be >= 0$"),
+        ("ohem:min_kept=0.5", r"^loss parameter min_kept='0.5' is not an integer$"),
+        ("tce:estimate=image", r"^loss parameter estimate='image' must be one of: batch, class$"),
+        ("tce:temperature=1", r"unknown parameter 'temperature' for loss 'tce'.*valid: t, gamma, floor, min_pixels, estimate"),
         ("mcce:t=1", r"unknown parameter 't' for loss 'mcce'.*valid: none"),
         ("tce:t=nan", r"t=nan must be a finite number"),
         ("tce-class:t=inf", r"t=inf must be a finite number"),
@@ -190,7 +251,9 @@ def _class_index():
     "text, cls_name, attrs",
     [
         ("tce:t=0.5,gamma=0.05,floor=0.1", "StochasticTCESampler", {"t": 0.5, "gamma": 0.05, "floor": 0.1}),
-        ("tce", "StochasticTCESampler", {"t": 1.0, "floor": 0.0}),
+        ("tce", "StochasticTCESampler", {"t": 1.0, "floor": 0.0, "estimate": "batch"}),
+        ("tce:estimate=class", "StochasticTCESampler", {"estimate": "class"}),
+        ("lovasz", "UniformBatchSampler", {}),
         ("rcs:temperature=0.3", "RareClassSampler", {"temperature": 0.3}),
         ("rcs", "RareClassSampler", {}),
         ("mcce", "UniformBatchSampler", {}),
@@ -216,6 +279,6 @@ def test_parsing_needs_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, fairseg_bench.losses as l; l.parse_loss_spec('tce:t=0.1').label; print('torch' in sys.modules)"
+    code = "import sys, fairseg_bench.loss_specs as l; l.parse_loss_spec('tce:t=0.1').label; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fairseg_bench.core.class_index import ClassIndex
-from fairseg_bench.losses import build_sampler
+from fairseg_bench.loss_specs import build_sampler
 from fairseg_bench.results import read_metrics
 from cli_helpers import call_main as cli
 from test_cli_run import TINY
@@ -36,7 +36,7 @@ class NaNAtCall(torch.nn.Module):
 
 
 def test_nan_loss_at_a_known_step_names_it_and_keeps_the_checkpoint_before(tmp_path, capsys, monkeypatch):
-    import fairseg_bench.losses as losses
+    import fairseg_bench.loss_specs as losses
 
     real = losses.build_loss
     monkeypatch.setattr(losses, "build_loss", lambda *a, **k: NaNAtCall(real(*a, **k)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.losses import describe_losses
+from fairseg_bench.loss_specs import describe_losses
 
 
 def _seeds(ctx, param, value):

@@ -52,6 +52,10 @@ class ClassIndex:
         """Total pixels per class over the training set. Shape ``(K,)``."""
         return self.pixel_counts.sum(0)
 
+    def class_image_counts(self, min_pixels: int = 1) -> np.ndarray:
+        """Number of images holding at least ``min_pixels`` of each class. Shape ``(K,)`` int64."""
+        return (self.pixel_counts >= min_pixels).sum(0)
+
     def class_frequencies(self) -> np.ndarray:
         """Pixel share of each class among all valid pixels (sums to 1). Shape ``(K,)``."""
         totals = self.class_pixel_counts().astype(np.float64)

@@ -519,10 +519,32 @@ class _SegmentationLoss(nn.Module):
 
 
 class CrossEntropyLoss(_SegmentationLoss):
-    """MCCE, eq. (1), as a module: ``loss(logits, target) -> scalar``."""
+    """MCCE, eq. (1), as a module: ``loss(logits, target) -> scalar``.
+
+    Args:
+        ignore_index: the label that counts nowhere.
+        class_stats: also keep, after each call, the batch's per-class CE sums and pixel counts
+            (detached, ``(C,)`` each) in ``.class_stats``, reduced from the same per-pixel CE (no
+            further pass over the logits). Stochastic TCE with ``estimate=class`` reads them.
+    """
+
+    def __init__(self, ignore_index: int = 255, class_stats: bool = False):
+        super().__init__(ignore_index)
+        self.track_class_stats = bool(class_stats)
+        self.class_stats: tuple[Tensor, Tensor] | None = None
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return mcce(logits, target, self.ignore_index)
+        if not self.track_class_stats:
+            return mcce(logits, target, self.ignore_index)
+        ce = _checked_cross_entropy(logits, target, self.ignore_index, "none")
+        with torch.no_grad(), torch.autocast(ce.device.type, enabled=False):
+            sums, counts = _image_class_sums(ce.detach(), target, logits.shape[1], self.ignore_index, per_image=False)
+            self.class_stats = (sums, counts)
+            valid = counts.sum().clamp(min=1)
+        return ce.sum() / valid.to(ce.dtype)
+
+    def extra_repr(self) -> str:
+        return "class_stats=True" if self.track_class_stats else ""
 
 
 class WeightedCrossEntropyLoss(_SegmentationLoss):

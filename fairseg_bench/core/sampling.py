@@ -50,6 +50,14 @@ is resolved here as follows:
   (pending batches are re-drawn for the loading rank from their batch number and class).
   ``update`` all-reduces (mean) the loss when ``torch.distributed`` is initialised with more
   than one process, so ``log L~`` and the class RNG stay identical on all ranks.
+* **Class estimate** (``estimate="class"``, beyond the paper). Line 7 with ``L_B`` lets the
+  classes present in every image dominate every update, so the weights stay near uniform. With
+  ``estimate="class"`` the drawn class's estimate is updated with ``exp(t L_{B,c})``, ``L_{B,c}``
+  the mean CE over the batch's class-c pixels, read from the per-class CE sums and counts the
+  loss module keeps of the same forward pass (``CrossEntropyLoss(class_stats=True)``); the
+  gradient step is still the batch MCCE. A batch whose crop lost every class-c pixel falls back
+  to ``L_B``. Under torch.distributed class c's sum and count are summed over ranks before the
+  division, so every rank keeps the same state.
 * **Trajectory.** ``.weights`` is the current draw distribution (the engine may log it every
   step); ``trajectory()`` rebuilds the whole ``(steps, K)`` history on demand from two numbers
   recorded per step (the drawn class and its new ``log L~``), so logging costs O(1) per step.
@@ -80,6 +88,8 @@ from fairseg_bench.core.tilt import log_ema_update
 
 DEFAULT_GAMMA = 0.2
 """EMA rate of Stochastic TCE (TERM's reference code; 0.05 was indistinguishable on the quick benchmark)."""
+ESTIMATES = ("batch", "class")
+"""What updates the drawn class's estimate in Stochastic TCE: the batch MCCE (Algorithm 1) or the class's own CE."""
 DEFAULT_RCS_TEMPERATURE = 0.01
 """Rare Class Sampling temperature (DAFormer's default)."""
 _STATE_VERSION = 1
@@ -140,7 +150,7 @@ class _BatchSampler(Sampler[list[int]]):
     def _images(self, number: int, class_id: int) -> list[int]:
         raise NotImplementedError
 
-    def _apply_update(self, batch: _Batch, batch_loss) -> None:
+    def _apply_update(self, batch: _Batch, batch_loss, class_stats) -> None:
         """Static samplers ignore the loss."""
 
     def _extra_state(self) -> dict:
@@ -183,12 +193,17 @@ class _BatchSampler(Sampler[list[int]]):
             self._pending.append(batch)
             yield list(batch.indices)
 
-    def update(self, batch_loss=None) -> None:
-        """Close the oldest pending batch with its training loss (a no-op for static samplers)."""
+    def update(self, batch_loss=None, class_stats=None) -> None:
+        """Close the oldest pending batch with its training loss (a no-op for static samplers).
+
+        ``class_stats``: optional ``(sums, counts)``, the batch's per-class CE sums and pixel
+        counts, shape ``(K,)`` each (what ``CrossEntropyLoss(class_stats=True)`` keeps); only
+        Stochastic TCE with ``estimate="class"`` reads them.
+        """
         if not self._pending:
             raise RuntimeError("update() called with no pending batch: call it once per batch drawn")
         batch = self._pending[0]
-        self._apply_update(batch, batch_loss)
+        self._apply_update(batch, batch_loss, class_stats)
         self._pending.popleft()
         self._step += 1
         self.last_class = batch.class_id if batch.class_id >= 0 else None
@@ -425,6 +440,10 @@ class StochasticTCESampler(_ClassBatchSampler):
         num_batches: total batches to yield over the whole run.
         t: the tilt (any finite value; 0 keeps the draw uniform over the eligible classes).
         gamma: EMA rate γ in (0, 1] (default 0.2, TERM's reference code).
+        estimate: what updates the drawn class's estimate: ``"batch"`` (default, the paper's
+            line 7: the batch MCCE ``L_B``) or ``"class"`` (the mean CE ``L_{B,c}`` over the
+            batch's pixels of the drawn class c, which ``update`` then needs as ``class_stats``;
+            when c has no valid pixel in the batch, e.g. cropped out, ``L_B`` stands in).
         floor: ε in [0, 1); every eligible class keeps at least ``ε / K_e`` of the draw.
         min_pixels: an image belongs to ``D_c`` if it holds at least this many pixels of c.
         seed: class draws use ``seed`` (same on all ranks), images ``(seed, rank, batch)``.
@@ -432,12 +451,17 @@ class StochasticTCESampler(_ClassBatchSampler):
         class_names: optional names, used in the warning about classes left out.
 
     Call ``update(batch_loss)`` after every training step with the batch's MCCE (a float or 0-d
-    tensor); it is averaged across ranks when ``torch.distributed`` runs more than one process.
+    tensor), and with ``class_stats=(sums, counts)`` for ``estimate="class"``; under
+    ``torch.distributed`` with more than one process the loss is averaged across ranks and the
+    drawn class's CE sum and pixel count are summed across ranks (one all-reduce either way).
     """
 
     def __init__(self, class_index: ClassIndex, batch_size: int, *, num_batches: int, t: float = 1.0,
                  gamma: float = DEFAULT_GAMMA, floor: float = 0.0, min_pixels: int = 1, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, class_names: Sequence[str] | None = None):
+                 rank: int = 0, world_size: int = 1, class_names: Sequence[str] | None = None,
+                 estimate: str = "batch"):
+        if estimate not in ESTIMATES:
+            raise ValueError(f"estimate must be one of {ESTIMATES}, got {estimate!r}")
         t, gamma, floor = _as_float("t", t), _as_float("gamma", gamma), _as_float("floor", floor)
         if not math.isfinite(t):
             raise ValueError(f"t must be finite, got {t!r}")
@@ -447,7 +471,7 @@ class StochasticTCESampler(_ClassBatchSampler):
             raise ValueError(f"floor must be in [0, 1), got {floor!r}")
         super().__init__(class_index, batch_size, num_batches=num_batches, min_pixels=min_pixels,
                          seed=seed, rank=rank, world_size=world_size, class_names=class_names)
-        self.t, self.gamma, self.floor = t, gamma, floor
+        self.t, self.gamma, self.floor, self.estimate = t, gamma, floor, estimate
         # log L~_c: equal (hence uniform weights) until the first update sets the shared estimate.
         self._log_tilted = torch.zeros(self.num_classes, dtype=torch.float64)
         self._initialised = False
@@ -464,10 +488,13 @@ class StochasticTCESampler(_ClassBatchSampler):
     def _refresh_weights(self) -> None:
         self._set_weights(tce_weights(self._log_tilted.numpy(), self.eligible, self.floor))
 
-    def _apply_update(self, batch: _Batch, batch_loss) -> None:
+    def _apply_update(self, batch: _Batch, batch_loss, class_stats) -> None:
         if batch_loss is None:
             raise ValueError("StochasticTCESampler.update needs the batch loss, got None")
-        loss = _all_reduce_mean(batch_loss)
+        if self.estimate == "batch":
+            loss = _all_reduce_mean(batch_loss)
+        else:
+            loss = _class_estimate(batch_loss, class_stats, batch.class_id)
         log_value = self.t * loss
         if not math.isfinite(log_value):
             raise ValueError(f"batch loss must be finite, got {loss!r} (t * loss = {log_value!r})")
@@ -507,6 +534,7 @@ class StochasticTCESampler(_ClassBatchSampler):
             "t": self.t,
             "gamma": self.gamma,
             "floor": self.floor,
+            "estimate": self.estimate,
             "log_tilted_losses": self._log_tilted.clone(),
             "initialised": self._initialised,
             "initial_value": self._initial_value,
@@ -531,15 +559,42 @@ def _as_float(name: str, value) -> float:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
-def _all_reduce_mean(batch_loss) -> float:
-    """The loss as a float, averaged over ranks when torch.distributed runs several processes."""
+def _scalar(batch_loss) -> float:
     if torch.is_tensor(batch_loss) and batch_loss.numel() != 1:
         raise ValueError(f"batch loss must be a scalar, got shape {tuple(batch_loss.shape)}")
-    value = float(batch_loss)  # float64 throughout: a Python float never passes through float32
+    return float(batch_loss)  # float64 throughout: a Python float never passes through float32
+
+
+def _all_reduce_sum(values: list[float]) -> list[float]:
+    """Sum each value over ranks when torch.distributed runs several processes (one all-reduce)."""
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        total = torch.tensor([value], dtype=torch.float64, device=device)
+        total = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        return float(total) / dist.get_world_size()
-    return value
+        return total.tolist()
+    return values
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_reduce_mean(batch_loss) -> float:
+    """The loss as a float, averaged over ranks when torch.distributed runs several processes."""
+    return _all_reduce_sum([_scalar(batch_loss)])[0] / _world_size()
+
+
+def _class_estimate(batch_loss, class_stats, class_id: int) -> float:
+    """``L_{B,c}``: the mean CE over the batch's pixels of class c (all ranks), else ``L_B``.
+
+    ``class_stats`` is ``(sums, counts)`` of shape ``(K,)``; one all-reduce of the batch loss
+    and class c's sum and count keeps every rank's state identical.
+    """
+    if class_stats is None:
+        raise ValueError("StochasticTCESampler(estimate='class').update needs class_stats=(sums, counts), "
+                         "the batch's per-class CE sums and pixel counts (CrossEntropyLoss(class_stats=True))")
+    sums, counts = class_stats
+    loss, total, count = _all_reduce_sum([_scalar(batch_loss), float(sums[class_id]), float(counts[class_id])])
+    return total / count if count > 0 else loss / _world_size()

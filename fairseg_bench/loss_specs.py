@@ -1,7 +1,7 @@
 """The loss registry: parse a loss spec, give it a canonical label, build its loss and sampler.
 
 A spec is ``name[:key=value,...]`` (README.md, Losses), e.g. ``mcce``, ``focal:gamma=2``,
-``tce:t=0.1``, ``tce-class:t=1``, ``rcs``. Sampler-based methods (``tce``, ``rcs``) train with
+``tce:t=0.1``, ``tce-class:t=1``, ``rcs``, ``lovasz:per_image=true``, ``cb:beta=0.99,unit=pixel``. Sampler-based methods (``tce``, ``rcs``) train with
 MCCE and configure a batch sampler; every other method uses uniform batches.
 
 Labels are filesystem-safe, deterministic and omit defaults, except for the tilt ``t`` of the
@@ -67,6 +67,22 @@ def _at_least_one(name: str, value: int) -> int:
     return value
 
 
+def _at_least_zero(name: str, value: int) -> int:
+    if value < 0:
+        raise UserError(f"loss parameter {name}={value!r} must be >= 0")
+    return value
+
+
+def _unit_interval(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"loss parameter {name}={value!r} must be in [0, 1]")
+    return value
+
+
+def _choice(name: str, value: str) -> str:
+    return value  # Param.parse checks the choices
+
+
 @dataclass(frozen=True)
 class Param:
     """One spec parameter: its type, default (None = the component's own), check and label key."""
@@ -111,7 +127,7 @@ _REGISTRY: dict[str, LossEntry] = {
     "focal": LossEntry(
         {
             "gamma": Param(float, 2.0, _non_negative, "g"),
-            "alpha": Param(str, "mean", lambda n, v: v, "a", choices=("mean", "sum", "none")),
+            "alpha": Param(str, "mean", _choice, "a", choices=("mean", "sum", "none")),
         },
         None,
         "softmax focal loss; alpha = inverse class frequency normalised to mean 1 (or sum 1, or none)",
@@ -122,6 +138,7 @@ _REGISTRY: dict[str, LossEntry] = {
             "gamma": Param(float, None, _rate, "g"),
             "floor": Param(float, 0.0, _fraction, "floor"),
             "min_pixels": Param(int, 1, _at_least_one, "minpx"),
+            "estimate": Param(str, "batch", _choice, "est", choices=("batch", "class")),
         },
         "tce",
         "Stochastic TCE (Algorithm 1): MCCE on batches drawn by the adaptive class sampler",
@@ -140,6 +157,38 @@ _REGISTRY: dict[str, LossEntry] = {
         },
         "rcs",
         "Rare Class Sampling: MCCE on batches drawn with P(c) ~ exp((1 - f_c) / T)",
+    ),
+    "lovasz": LossEntry(
+        {"per_image": Param(str, "false", _choice, "perimage", choices=("false", "true"))},
+        None,
+        "Lovász-softmax (Berman et al. 2018): IoU surrogate over the classes present, batch pooled or per image",
+    ),
+    "dice": LossEntry({}, None, "soft Dice over the classes present in the batch, no smoothing"),
+    "dice-ce": LossEntry(
+        {"weight": Param(float, 1.0, _non_negative, "w")},
+        None,
+        "MCCE + weight x soft Dice (nnU-Net's compound loss)",
+    ),
+    "cb": LossEntry(
+        {
+            "beta": Param(float, 0.999, _fraction, "b"),
+            "unit": Param(str, "image", _choice, "u", choices=("image", "pixel")),
+        },
+        None,
+        "class-balanced CE (Cui et al. 2019): weights 1 / effective number of training images (or pixels)",
+    ),
+    "la": LossEntry(
+        {"tau": Param(float, 1.0, _non_negative, "tau")},
+        None,
+        "logit-adjusted CE (Menon et al. 2021): CE(z + tau log pi), pi the class pixel frequency",
+    ),
+    "ohem": LossEntry(
+        {
+            "thresh": Param(float, 0.7, _unit_interval, "thr"),
+            "min_kept": Param(int, 100000, _at_least_zero, "minkept"),
+        },
+        None,
+        "online hard example mining CE (HRNet/mmseg rule): mean CE over pixels with p_y < threshold",
     ),
 }
 
@@ -277,14 +326,17 @@ def _split_item(text: str, item: str) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- building
 
 
-def build_loss(spec: str | LossSpec, *, num_classes: int, class_pixel_counts=None, ignore_index: int = 255):
+def build_loss(spec: str | LossSpec, *, num_classes: int, class_pixel_counts=None, class_image_counts=None,
+               ignore_index: int = 255):
     """The ``nn.Module`` for a spec, called as ``loss(logits, target) -> scalar``.
 
     Args:
         spec: spec text or a parsed :class:`LossSpec`.
         num_classes: K.
         class_pixel_counts: ``(K,)`` training pixel counts per class (from the class index);
-            required by ``wce`` and ``focal`` (unless ``alpha=none``).
+            required by ``wce``, ``focal`` (unless ``alpha=none``), ``la`` and ``cb:unit=pixel``.
+        class_image_counts: ``(K,)`` number of training images holding each class (from the
+            class index); required by ``cb`` (``unit=image``, the default).
         ignore_index: the label that counts nowhere.
     """
     from fairseg_bench.core import losses as core
@@ -293,8 +345,12 @@ def build_loss(spec: str | LossSpec, *, num_classes: int, class_pixel_counts=Non
     if int(num_classes) < 1:
         raise UserError(f"num_classes must be >= 1, got {num_classes!r}")
     p = spec.params
+    if spec.name == "tce" and p["estimate"] == "class":
+        return core.CrossEntropyLoss(ignore_index, class_stats=True)
     if spec.name in ("mcce", "tce", "rcs"):
         return core.CrossEntropyLoss(ignore_index)
+    if spec.name in _BASELINES:
+        return _BASELINES[spec.name](spec, num_classes, class_pixel_counts, class_image_counts, ignore_index)
     if spec.name == "wce":
         return core.WeightedCrossEntropyLoss(_class_weights(spec, class_pixel_counts, num_classes), ignore_index)
     if spec.name == "focal":
@@ -307,21 +363,77 @@ def build_loss(spec: str | LossSpec, *, num_classes: int, class_pixel_counts=Non
     raise AssertionError(f"registered loss {spec.name!r} has no builder")  # a registry bug
 
 
+def _lovasz(spec, num_classes, pixel_counts, image_counts, ignore_index):
+    from fairseg_bench.core.lovasz import LovaszSoftmaxLoss
+
+    return LovaszSoftmaxLoss(per_image=spec.params["per_image"] == "true", ignore_index=ignore_index)
+
+
+def _dice(spec, num_classes, pixel_counts, image_counts, ignore_index):
+    from fairseg_bench.core.dice import DiceLoss
+
+    return DiceLoss(ignore_index)
+
+
+def _dice_ce(spec, num_classes, pixel_counts, image_counts, ignore_index):
+    from fairseg_bench.core.dice import DiceCrossEntropyLoss
+
+    return DiceCrossEntropyLoss(spec.params["weight"], ignore_index)
+
+
+def _cb(spec, num_classes, pixel_counts, image_counts, ignore_index):
+    from fairseg_bench.core.balanced import ClassBalancedCrossEntropyLoss, class_balanced_weights
+
+    pixel = spec.params["unit"] == "pixel"
+    what = "class_pixel_counts" if pixel else "class_image_counts"
+    counts = _class_counts(spec, pixel_counts if pixel else image_counts, num_classes, what)
+    return ClassBalancedCrossEntropyLoss(_user_error(spec, class_balanced_weights, counts, spec.params["beta"]),
+                                         ignore_index)
+
+
+def _la(spec, num_classes, pixel_counts, image_counts, ignore_index):
+    from fairseg_bench.core.balanced import LogitAdjustedCrossEntropyLoss, logit_adjustment
+
+    counts = _class_counts(spec, pixel_counts, num_classes, "class_pixel_counts")
+    return LogitAdjustedCrossEntropyLoss(_user_error(spec, logit_adjustment, counts, spec.params["tau"]), ignore_index)
+
+
+def _ohem(spec, num_classes, pixel_counts, image_counts, ignore_index):
+    from fairseg_bench.core.ohem import OhemCrossEntropyLoss
+
+    return OhemCrossEntropyLoss(spec.params["thresh"], spec.params["min_kept"], ignore_index)
+
+
+_BASELINES = {"lovasz": _lovasz, "dice": _dice, "dice-ce": _dice_ce, "cb": _cb, "la": _la, "ohem": _ohem}
+"""Builders of the reviewer's baselines (DESIGN §2b, docs/definitions.md), by registered name."""
+
+
+def _class_counts(spec: LossSpec, counts, num_classes: int, what: str):
+    """A ``(K,)`` class statistic from the class index, checked; a one-line error names what is missing."""
+    if counts is None:
+        raise UserError(f"loss {spec.text!r} needs the {what} of the training set (from the class index)")
+    import numpy as np
+
+    counts = np.asarray(counts)
+    if counts.shape != (num_classes,):
+        raise UserError(f"{what} has shape {counts.shape}, expected ({num_classes},) for loss {spec.text!r}")
+    return counts
+
+
+def _user_error(spec: LossSpec, build, *args):
+    """``build(*args)``, its ``ValueError`` turned into a one-line ``UserError`` naming the spec."""
+    try:
+        return build(*args)
+    except ValueError as error:
+        raise UserError(f"loss {spec.text!r}: {error}") from None
+
+
 def _class_weights(spec: LossSpec, class_pixel_counts, num_classes: int, normalise: str = "mean"):
     """Inverse-frequency class weights from the class index's pixel counts."""
     from fairseg_bench.core.losses import focal_alpha
 
-    if class_pixel_counts is None:
-        raise UserError(f"loss {spec.text!r} needs the class pixel counts of the training set (class_pixel_counts)")
-    import numpy as np
-
-    counts = np.asarray(class_pixel_counts)
-    if counts.shape != (num_classes,):
-        raise UserError(f"class_pixel_counts has shape {counts.shape}, expected ({num_classes},) for loss {spec.text!r}")
-    try:
-        return focal_alpha(counts, normalise)
-    except ValueError as error:
-        raise UserError(f"loss {spec.text!r}: {error}") from None
+    counts = _class_counts(spec, class_pixel_counts, num_classes, "class_pixel_counts")
+    return _user_error(spec, focal_alpha, counts, normalise)
 
 
 def build_sampler(spec: str | LossSpec, *, class_index, batch_size: int, num_batches: int, seed: int = 0, rank: int = 0,
