@@ -5,8 +5,10 @@ Run: ``python benchmarks/bench_losses.py`` (the paper's (8, 19, 512, 1024) logit
 times each loss once, interleaved with the reference, so that load from other processes hits
 all of them alike; each loss run is paired with a reference run just before it. Two ratios are
 printed: the best loss time over the best of its paired reference times (the least disturbed
-runs, the steadiest figure on a shared machine) and the median over rounds of the paired ratio. ``--naive`` adds a per-class mask loop and a one-hot version of class-level TCE,
-the slow idioms the vectorised losses avoid.
+runs, the steadiest figure on a shared machine) and the median over rounds of the paired ratio.
+``--naive`` adds a per-class mask loop and a one-hot version of class-level TCE, the slow idioms
+the vectorised losses avoid. When segmentation_models_pytorch is installed (the dev extra), its
+``LovaszLoss`` is timed too, and a last column gives Lovász-softmax's median ratio to it.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from fairseg_bench.core.tilt import tilted_mean
 from fairseg_bench.loss_specs import available_losses, build_loss, parse_loss_spec
 
 IGNORE = 255
-EXTRA_SPECS = ["focal:gamma=2,alpha=sum", "tce-image:t=0.1", "tce-class:t=0.1", "tce-class:t=-1"]
+EXTRA_SPECS = ["focal:gamma=2,alpha=sum", "tce-image:t=0.1", "tce-class:t=0.1", "tce-class:t=-1", "tce:estimate=class",
+               "lovasz:per_image=true", "cb:unit=pixel"]
+SMP_LOVASZ = "(reference) smp LovaszLoss"
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -71,10 +75,19 @@ def class_tce_one_hot(logits, target, t=1.0):
 def candidates(num_classes: int, specs: list[str], naive: bool) -> dict[str, callable]:
     """label -> loss function(logits, target), built through the registry."""
     counts = np.geomspace(1e7, 1e4, num_classes).astype(np.int64)
+    image_counts = np.geomspace(3000, 30, num_classes).astype(np.int64)
     fns = {}
     for text in specs:
         spec = parse_loss_spec(text)
-        fns[spec.text] = build_loss(spec, num_classes=num_classes, class_pixel_counts=counts)
+        fns[spec.text] = build_loss(spec, num_classes=num_classes, class_pixel_counts=counts,
+                                    class_image_counts=image_counts)
+    try:
+        from segmentation_models_pytorch.losses import LovaszLoss
+    except ImportError:
+        pass
+    else:
+        if any(name.startswith("lovasz") for name in fns):
+            fns[SMP_LOVASZ] = LovaszLoss("multiclass", ignore_index=IGNORE)
     if naive:
         fns["(naive) class tce, per-class loop"] = class_tce_mask_loop
         fns["(naive) class tce, one-hot"] = class_tce_one_hot
@@ -92,8 +105,9 @@ def time_once(fn, logits, target, clock=time.perf_counter) -> float:
     return clock() - start
 
 
-def run(shape, specs, repeats: int, naive: bool, clock=time.perf_counter) -> list[tuple[str, float, float, float]]:
-    """Rows (name, best ms, best / best of its paired reference runs, median of the paired ratios)."""
+def run(shape, specs, repeats: int, naive: bool, clock=time.perf_counter) -> list[tuple]:
+    """Rows (name, best ms, best / best of its paired reference runs, median of the paired ratios,
+    median ratio to smp's LovaszLoss of the same round or None)."""
     torch.manual_seed(0)
     n, c, h, w = shape
     logits = torch.randn(shape, requires_grad=True)
@@ -111,7 +125,11 @@ def run(shape, specs, repeats: int, naive: bool, clock=time.perf_counter) -> lis
     rows = []
     for name in fns:
         ratios = [t / r for t, r in zip(times[name], paired_reference[name])]
-        rows.append((name, min(times[name]) * 1e3, min(times[name]) / min(paired_reference[name]), statistics.median(ratios)))
+        to_smp = None
+        if name.startswith("lovasz") and SMP_LOVASZ in times:
+            to_smp = statistics.median(t / s for t, s in zip(times[name], times[SMP_LOVASZ]))
+        rows.append((name, min(times[name]) * 1e3, min(times[name]) / min(paired_reference[name]),
+                     statistics.median(ratios), to_smp))
     return rows
 
 
@@ -131,10 +149,11 @@ def main() -> None:
     rows = run(args.shape, specs, args.repeats, args.naive, CLOCKS[args.clock])
     print(f"forward+backward, logits {tuple(args.shape)} float32, CPU, {args.threads} threads, {args.clock} clock, "
           f"torch {torch.__version__}, {args.repeats} interleaved rounds\n")
-    print("| loss | best ms | ratio, best / best | ratio, median of pairs |")
-    print("|---|---:|---:|---:|")
-    for name, ms, best_ratio, median_ratio in rows:
-        print(f"| `{name}` | {ms:.1f} | {best_ratio:.3f} | {median_ratio:.3f} |")
+    print("| loss | best ms | ratio, best / best | ratio, median of pairs | vs smp LovaszLoss, median |")
+    print("|---|---:|---:|---:|---:|")
+    for name, ms, best_ratio, median_ratio, to_smp in rows:
+        smp = "" if to_smp is None else f"{to_smp:.3f}"
+        print(f"| `{name}` | {ms:.1f} | {best_ratio:.3f} | {median_ratio:.3f} | {smp} |")
 
 
 if __name__ == "__main__":

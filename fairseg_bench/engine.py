@@ -173,7 +173,10 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        sampler.update(loss_value, class_stats=getattr(criterion, "class_stats", None))
+        if getattr(criterion, "class_stats", None) is not None:  # per-class CE of this batch (tce:estimate=class)
+            sampler.update(loss_value, class_stats=criterion.class_stats)
+        else:
+            sampler.update(loss_value)
         step += 1
         now = time.perf_counter()
         rate = (images_per_step or images.shape[0]) / max(now - tick, 1e-9)

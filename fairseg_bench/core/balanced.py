@@ -7,8 +7,8 @@
   re-weighting between batches). One ``F.cross_entropy(weight=w, reduction="sum")``.
 * Logit-adjusted CE (Menon et al., ICLR 2021): ``CE(z + tau log pi)`` with ``pi`` the class pixel
   frequency of the training set; only the training loss changes, predictions use the raw
-  logits. Written out as an ``autograd.Function`` (one log-softmax of the shifted logits forward,
-  one pass backward), which costs no more than ``F.cross_entropy`` itself.
+  logits. Written out as an ``autograd.Function`` (one log-softmax of the shifted logits forward;
+  backward, the gradient written into it in place), which costs no more than ``F.cross_entropy``.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from fairseg_bench.core.losses import (
     _full_precision,
     _SegmentationLoss,
     _valid_count,
+    _writable,
     check_target_range,
 )
 
@@ -121,25 +122,28 @@ def _check_tau(tau: float) -> float:
 
 
 class _ShiftedCrossEntropy(torch.autograd.Function):
-    """``sum_i CE(z_i + b)_i / n_valid``: the gradient ``(softmax(z + b) - g) / n`` in one pass."""
+    """``sum_i CE(z_i + b)_i / n_valid``; the gradient ``(softmax(z + b) - g) / n`` is written into the
+    saved log-probabilities in place (so the backward runs once: no ``retain_graph``)."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, bias: Tensor, ignore_index: int):
         valid = target != ignore_index
         safe = torch.where(valid, target, 0).unsqueeze(1)
         log_probs = torch.log_softmax(logits + bias.reshape(1, -1, 1, 1), 1)
-        mask = valid.unsqueeze(1).to(log_probs.dtype)
-        n_valid = mask.sum().clamp(min=1)
-        loss = -(log_probs.gather(1, safe) * mask).sum() / n_valid
+        n_valid = torch.count_nonzero(valid).clamp(min=1).to(log_probs.dtype)
+        at_target = log_probs.gather(1, safe).squeeze(1)
+        loss = -torch.where(valid, at_target, torch.zeros_like(at_target)).sum() / n_valid
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(log_probs, safe, mask, n_valid)
+            ctx.save_for_backward(log_probs, safe, valid, n_valid)
+            ctx.used = False
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        log_probs, safe, mask, n_valid = ctx.saved_tensors
-        scale = mask * (grad / n_valid)
-        grad_logits = log_probs.exp().mul_(scale)
+        log_probs, safe, valid, n_valid = ctx.saved_tensors
+        log_probs = _writable(ctx, log_probs)
+        scale = (grad / n_valid) * valid.unsqueeze(1).to(log_probs.dtype)
+        grad_logits = log_probs.exp_().mul_(scale)
         grad_logits.scatter_add_(1, safe, scale.neg())
         return grad_logits, None, None, None
 

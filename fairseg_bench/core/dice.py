@@ -6,15 +6,16 @@ pixels, with no smoothing term (absent classes are left out instead, docs/defini
 Dice-CE is ``MCCE + weight * Dice``.
 
 Both are one fused ``autograd.Function`` (:class:`_DiceCrossEntropy`): the forward takes one
-log-softmax, turns it into probabilities in place, reads the per-class sums ``sum_i p_{i,c}``
-with one batched matrix product and the per-class ``sum_i p_{i,y_i}`` with a ``scatter_add`` of
-the target probabilities; the backward writes the whole gradient in two passes,
+softmax (the CE term is ``-log p_{i,y_i}`` of it), reads the per-class sums ``sum_i p_{i,c}``
+over the valid pixels with one matrix product with the mask and ``sum_i p_{i,y_i}`` with a
+``scatter_add`` of the target probabilities; the backward writes the whole gradient into the
+saved probabilities, in place:
 
-    dL/dz_{i,k} = m_i p_{i,k} (beta_k - r_i) + m_i g_{i,k} (a_k p_{i,k} - w_ce / n),
+    dL/dz_{i,k} = p_{i,k} (beta_k + w_ce / n - r_i) + g_{i,k} (a_k p_{i,k} - w_ce / n)   (valid i),
 
-with ``a_c``, ``beta_c`` per-class constants, ``r_i = a_{y_i} p_{i,y_i} + sum_c b_c p_{i,c}`` (one more
-matrix product) and ``m_i`` the valid mask. Left to autograd the same loss costs a softmax, a
-masked sum and their backward on top of ``F.cross_entropy`` (about twice its time).
+with ``a_c``, ``beta_c`` per-class constants and ``r_i = a_{y_i} p_{i,y_i} + sum_c beta_c p_{i,c}``
+(one matrix product). Left to autograd the same loss costs a softmax, a masked sum and their
+backward on top of ``F.cross_entropy`` (about twice its time).
 """
 from __future__ import annotations
 
@@ -23,7 +24,14 @@ import math
 import torch
 from torch import Tensor
 
-from fairseg_bench.core.losses import _check_shapes, _class_key, _full_precision, _SegmentationLoss, check_target_range
+from fairseg_bench.core.losses import (
+    _check_shapes,
+    _class_key,
+    _full_precision,
+    _SegmentationLoss,
+    _writable,
+    check_target_range,
+)
 
 __all__ = ["dice_loss", "dice_cross_entropy", "DiceLoss", "DiceCrossEntropyLoss"]
 
@@ -35,28 +43,53 @@ def _check_weight(weight: float) -> float:
     return value
 
 
+def _log_target_probability(logits: Tensor, p_target: Tensor, safe: Tensor) -> Tensor:
+    """``log p_{i,y_i}`` from the softmax, exact also where ``p_{i,y_i}`` underflows.
+
+    ``log`` of the probability is as accurate as a log-softmax while ``p`` is a normal number;
+    the (rare) pixels below 1e-30 (1e-300 in float64) are recomputed as
+    ``z_y - logsumexp(z)`` from their logits.
+
+    Shape:
+        logits ``(N, C, H, W)``, p_target ``(N, H, W)``, safe ``(N, 1, H, W)`` -> ``(N, H, W)``.
+    """
+    log_p = p_target.log()
+    tiny = p_target < (1e-300 if p_target.dtype == torch.float64 else 1e-30)
+    if bool(tiny.any()):
+        columns = logits.detach().movedim(1, -1)[tiny]  # (k, C)
+        at_target = columns.gather(1, safe.squeeze(1)[tiny].unsqueeze(1)).squeeze(1)
+        log_p[tiny] = at_target - torch.logsumexp(columns, 1)
+    return log_p
+
+
 class _DiceCrossEntropy(torch.autograd.Function):
-    """``ce_weight * MCCE + dice_weight * (1 - mean_c D_c)``, forward and backward written out."""
+    """``ce_weight * MCCE + dice_weight * (1 - mean_c D_c)``, forward and backward written out.
+
+    The probabilities are the only ``(N, C, H, W)`` tensor it allocates, kept for the backward, which turns them into the gradient in place (so it runs once: no
+    ``retain_graph``, no double backward). Fresh memory is what costs on CPU (a page fault per
+    4 KiB): a log-softmax into a new tensor takes 3-4x the time of the same one in place.
+    """
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, ignore_index: int, dice_weight: float, ce_weight: float):
-        n, c, h, w = logits.shape
+        n, c = logits.shape[:2]
         valid = target != ignore_index
         safe = torch.where(valid, target, 0).unsqueeze(1)  # (N, 1, H, W)
-        probs = torch.log_softmax(logits, 1)
-        log_p_target = probs.gather(1, safe).squeeze(1)  # (N, H, W)
-        probs = probs.exp_()
-        p_target = log_p_target.exp()
+        probs = torch.softmax(logits, 1)
+        p_target = probs.gather(1, safe).squeeze(1)  # (N, H, W)
+        n_valid = torch.count_nonzero(valid).clamp(min=1).to(probs.dtype)
+        ce = probs.new_zeros(())
+        if ce_weight:
+            log_p = _log_target_probability(logits, p_target, safe)
+            ce = -torch.where(valid, log_p, torch.zeros_like(log_p)).sum() / n_valid
+        # Per-class sums over the valid pixels: a product with the mask, one read of the probabilities.
         mask = valid.to(probs.dtype)
-        n_valid = mask.sum().clamp(min=1)
-        ce = -(log_p_target * mask).sum() / n_valid
-        # Per-class sums over the valid pixels, accumulated in float64.
         prob_sum = torch.bmm(probs.reshape(n, c, -1), mask.reshape(n, -1, 1)).sum(0).reshape(c).double()
         key, bins = _class_key(target, c, ignore_index)
         key = key.reshape(-1)
-        inter = torch.zeros(bins, dtype=torch.float64, device=logits.device).scatter_add_(0, key, p_target.reshape(-1).double())[:c]
-        count = torch.zeros(bins, dtype=torch.float64, device=logits.device).scatter_add_(
-            0, key, torch.ones(1, dtype=torch.float64, device=logits.device).expand_as(key))[:c]
+        zeros = torch.zeros(bins, dtype=torch.float64, device=probs.device)
+        inter = zeros.scatter_add(0, key, p_target.reshape(-1).to(torch.float64))[:c]
+        count = zeros.scatter_add(0, key, torch.ones(1, dtype=torch.float64, device=probs.device).expand_as(key))[:c]
         present = count > 0
         num_present = present.sum().clamp(min=1).double()
         denom = torch.where(present, prob_sum + count, torch.ones_like(count))
@@ -64,28 +97,35 @@ class _DiceCrossEntropy(torch.autograd.Function):
         dice = torch.where(present.any(), 1 - dice_c.sum() / num_present, torch.zeros_like(num_present))
         loss = ce_weight * ce + dice_weight * dice.to(ce.dtype)
         if ctx.needs_input_grad[0]:
+            # dL/dp_{i,c} = a_c g_{i,c} + beta_c (dice part), for present classes
             scale = dice_weight * 2 / num_present
             a = torch.where(present, -scale / denom, torch.zeros_like(denom)).to(probs.dtype)
             beta = torch.where(present, scale * inter / denom**2, torch.zeros_like(denom)).to(probs.dtype)
             ctx.save_for_backward(probs, safe, mask, p_target, a, beta, n_valid)
             ctx.ce_weight = ce_weight
+            ctx.used = False
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         probs, safe, mask, p_target, a, beta, n_valid = ctx.saved_tensors
-        n, c, h, w = probs.shape
+        probs = _writable(ctx, probs)
+        c = probs.shape[1]
         ce_scale = ctx.ce_weight / n_valid
-        # r_i = a_{y_i} p_{i,y_i} + sum_c beta_c p_{i,c}
-        r = torch.matmul(beta.reshape(1, 1, c), probs.reshape(n, c, -1)).reshape(n, 1, h, w)
-        r = r.addcmul_(a[safe], p_target.unsqueeze(1))
-        mask = (mask * grad).unsqueeze(1)
-        # m_i (beta_k + w_ce / n - r_i), built from small factors, then times p_{i,k}
-        factor = torch.addcmul((r * mask).neg_(), mask, (beta + ce_scale).reshape(1, c, 1, 1))
-        grad_logits = factor.mul_(probs)
-        at_target = (a[safe] * p_target.unsqueeze(1) - ce_scale) * mask
-        grad_logits.scatter_add_(1, safe, at_target)
-        return grad_logits, None, None, None, None
+        a_target = a.index_select(0, safe.reshape(-1)).view_as(p_target)
+        # r_i = a_{y_i} p_{i,y_i} + sum_c beta_c p_{i,c}, then -m_i r_i (m the valid mask, times grad)
+        r = torch.matmul(beta.reshape(1, 1, c), probs.reshape(probs.shape[0], c, -1)).view_as(p_target)
+        mask = mask * grad
+        r = r.addcmul_(a_target, p_target).mul_(mask).neg_()
+        coefficient = beta + ce_scale
+        # dL/dz_{i,k} = m_i p_{i,k} (beta_k + w_ce / n - r_i) + m_i g_{i,k} (a_k p_{i,k} - w_ce / n), in
+        # place, one channel at a time (a broadcast over all channels would allocate a full-size tensor)
+        factor = torch.empty_like(r)
+        for k in range(c):
+            probs[:, k].mul_(torch.addcmul(r, mask, coefficient[k], out=factor))
+        at_target = (a_target * p_target - ce_scale).mul_(mask)
+        probs.scatter_add_(1, safe, at_target.unsqueeze(1))
+        return probs, None, None, None, None
 
 
 def dice_cross_entropy(logits: Tensor, target: Tensor, weight: float = 1.0, ignore_index: int = 255,

@@ -31,13 +31,19 @@ def _check_min_kept(min_kept: int) -> int:
     return int(min_kept)
 
 
-def ohem_threshold(q: Tensor, thresh: float, min_kept: int) -> Tensor:
-    """``max(s[min(min_kept, n - 1)], thresh)`` for ``s`` the values ``q`` sorted ascending.
+def ohem_threshold(q: Tensor, thresh: float, min_kept: int, n_valid: int | None = None) -> Tensor:
+    """``max(s[min(min_kept, n - 1)], thresh)`` for ``s`` the first ``n`` of ``q`` sorted ascending.
+
+    Args:
+        q: the target probabilities; entries past the ``n_valid`` smallest (ignored pixels) must
+            be ``>= 1``.
+        n_valid: the number of valid entries ``n >= 1`` (default: all of ``q``).
 
     Shape:
-        q ``(n,)`` with ``n >= 1`` -> scalar (same dtype as ``q``).
+        q ``(P,)`` -> scalar (same dtype as ``q``).
     """
-    k = min(min_kept, q.numel() - 1)
+    n = q.numel() if n_valid is None else n_valid
+    k = min(min_kept, n - 1)
     if int(torch.count_nonzero(q < thresh)) > k:  # s[k] < thresh
         return torch.tensor(thresh, dtype=q.dtype, device=q.device)
     kth = torch.kthvalue(q, k + 1).values  # s[k]
@@ -70,12 +76,11 @@ def ohem_cross_entropy(logits: Tensor, target: Tensor, thresh: float = 0.7, min_
     ce = _checked_cross_entropy(logits, target, ignore_index, "none")
     with torch.autocast(ce.device.type, enabled=False), torch.no_grad():
         valid = target != ignore_index
-        q = torch.exp(-ce.detach())
-        q_valid = q[valid]
-        if q_valid.numel() == 0:
-            keep = valid
-        else:
-            keep = (q < ohem_threshold(q_valid, thresh, min_kept)) & valid
+        n_valid = int(torch.count_nonzero(valid))
+        # Ignored pixels get q = 2: above every threshold and sorted after every valid pixel, so
+        # the k-th smallest of all q is the k-th smallest valid one (no compaction needed).
+        q = torch.where(valid, torch.exp(-ce.detach()), 2.0).reshape(-1)
+        keep = (q < ohem_threshold(q, thresh, min_kept, n_valid)).view_as(valid) if n_valid else valid
         kept = torch.count_nonzero(keep).clamp(min=1)
     return torch.where(keep, ce, torch.zeros_like(ce)).sum() / kept
 
