@@ -10,8 +10,8 @@ foreground pixel at sorted position j it is ``1 / (G + b_j)``, for a background 
 ``(G - a_j) / ((G + b_j - 1)(G + b_j))``. Both equal ``J_j - J_{j-1}`` exactly, without the
 cancellation of a float32 difference of two numbers close to each other.
 
-All present classes (or all present (image, class) pairs) are sorted in one batched
-``torch.sort`` over rows, rather than one sort per class in a Python loop. Ignored pixels get the
+All present classes (or all present (image, class) pairs) are sorted in one ``torch.sort`` of
+packed integer keys (row, error), rather than one sort per class in a Python loop. Ignored pixels get the
 error 0 (they sort last, and an error of 0 contributes nothing and moves no count before it),
 which keeps the rows rectangular at the same value.
 """
@@ -48,6 +48,25 @@ def lovasz_grad(fg_sorted: Tensor, dtype: torch.dtype = torch.float64) -> Tensor
     union = (position - a).add_(total)  # G + b_j
     background = (total - a).div_((union - 1).clamp_(min=1).mul_(union))
     return torch.where(fg_sorted, union.reciprocal_(), background)
+
+
+def _descending_order(errors: Tensor) -> Tensor:
+    """Flat indices that sort every row of ``errors`` (values in ``[0, 1]``) in decreasing order.
+
+    One 1-D sort of int64 keys ``row * 2**32 + (2**31 - 1 - bits(e))`` (the bits of a
+    non-negative float32 order as integers do): rows stay apart, each in decreasing order of error, and an integer
+    sort is a radix sort on CPU (about 2x a batched float sort) and on CUDA.
+
+    Shape:
+        ``(R, P)`` -> ``(R * P,)`` int64 into ``errors.reshape(-1)``, row after row.
+    """
+    rows, width = errors.shape
+    if errors.dtype == torch.float64:  # (checks and references) a float sort, no rounding of the keys
+        offsets = torch.arange(0, rows * width, width, device=errors.device).view(rows, 1)
+        return (torch.sort(errors, dim=1, descending=True).indices + offsets).reshape(-1)
+    bits = errors.float().view(torch.int32).to(torch.int64)
+    keys = torch.arange(rows, device=errors.device).mul_(2**32).view(rows, 1) + (2**31 - 1 - bits)
+    return torch.sort(keys.reshape(-1)).indices
 
 
 def _class_rows(probs: Tensor, target: Tensor, valid: Tensor, per_image: bool):
@@ -105,9 +124,11 @@ def lovasz_softmax(logits: Tensor, target: Tensor, per_image: bool = False, igno
         errors = (rows - fg.to(rows.dtype)).abs()
         if not bool(valid.all()):
             errors = errors * (row_target != logits.shape[1]).to(rows.dtype)
-        sorted_errors, order = torch.sort(errors, dim=1, descending=True)
-        grad = lovasz_grad(fg.gather(1, order), sorted_errors.dtype)
-        row_loss = (sorted_errors * grad).sum(1)
+        order = _descending_order(errors.detach())
+        weight = lovasz_grad(fg.reshape(-1)[order].view_as(fg), errors.dtype)
+        # sum_j e_(j) w_j = sum_i e_i w_rank(i): the weights go back to the pixels (constants)
+        weight = torch.empty_like(weight).reshape(-1).scatter_(0, order, weight.reshape(-1)).view_as(errors)
+        row_loss = (errors * weight).sum(1)
         if not per_image:
             return row_loss.mean()
         num_images = logits.shape[0]
