@@ -135,13 +135,12 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
         loss = -torch.where(valid, at_target, torch.zeros_like(at_target)).sum() / n_valid
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(log_probs, safe, valid, n_valid)
-            ctx.used = False
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         log_probs, safe, valid, n_valid = ctx.saved_tensors
-        log_probs = _writable(ctx, log_probs)
+        log_probs = _writable(log_probs)
         scale = (grad / n_valid) * valid.unsqueeze(1).to(log_probs.dtype)
         grad_logits = log_probs.exp_().mul_(scale)
         grad_logits.scatter_add_(1, safe, scale.neg())

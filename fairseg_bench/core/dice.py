@@ -65,9 +65,10 @@ def _log_target_probability(logits: Tensor, p_target: Tensor, safe: Tensor) -> T
 class _DiceCrossEntropy(torch.autograd.Function):
     """``ce_weight * MCCE + dice_weight * (1 - mean_c D_c)``, forward and backward written out.
 
-    The probabilities are the only ``(N, C, H, W)`` tensor it allocates, kept for the backward, which turns them into the gradient in place (so it runs once: no
-    ``retain_graph``, no double backward). Fresh memory is what costs on CPU (a page fault per
-    4 KiB): a log-softmax into a new tensor takes 3-4x the time of the same one in place.
+    The probabilities are the only ``(N, C, H, W)`` tensor it allocates; the backward turns them
+    into the gradient in place (so it runs once: no ``retain_graph`` in float32, no double
+    backward). Fresh memory is what costs on CPU (a page fault per 4 KiB): a log-softmax into a
+    new tensor takes 3-4x the time of the same one in place.
     """
 
     @staticmethod
@@ -103,13 +104,12 @@ class _DiceCrossEntropy(torch.autograd.Function):
             beta = torch.where(present, scale * inter / denom**2, torch.zeros_like(denom)).to(probs.dtype)
             ctx.save_for_backward(probs, safe, mask, p_target, a, beta, n_valid)
             ctx.ce_weight = ce_weight
-            ctx.used = False
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         probs, safe, mask, p_target, a, beta, n_valid = ctx.saved_tensors
-        probs = _writable(ctx, probs)
+        probs = _writable(probs)
         c = probs.shape[1]
         ce_scale = ctx.ce_weight / n_valid
         a_target = a.index_select(0, safe.reshape(-1)).view_as(p_target)

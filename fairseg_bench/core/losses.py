@@ -351,20 +351,14 @@ class _FocalSum(torch.autograd.Function):
         return derivative * (grad * ctx.gamma), None, None
 
 
-def _writable(ctx, saved: Tensor) -> Tensor:
-    """The saved tensor, to be overwritten by the gradient: itself the first time (float32 and
-    lower), a copy for float64 (gradcheck runs the backward repeatedly on a retained graph).
+def _writable(saved: Tensor) -> Tensor:
+    """A saved tensor that the backward may overwrite with the gradient: itself (float32 and
+    lower), or a copy for float64, where gradcheck runs the backward repeatedly on a retained graph.
 
-    A second backward through a retained float32 graph would read overwritten values, so it
-    raises instead.
+    In float32 a second backward through a retained graph is refused by autograd's version
+    check of the saved tensor ("modified by an inplace operation").
     """
-    if saved.dtype == torch.float64:
-        return saved.clone()
-    if ctx.used:
-        raise RuntimeError("this loss turns its saved tensors into the gradient in place: its backward runs "
-                           "once (no retain_graph), except in float64")
-    ctx.used = True
-    return saved
+    return saved.clone() if saved.dtype == torch.float64 else saved
 
 
 # ------------------------------------------------------------------------------------- TCE

@@ -88,7 +88,7 @@ def _class_rows(probs: Tensor, target: Tensor, valid: Tensor, per_image: bool):
     if per_image:
         rows = probs.reshape(n, c, -1)[image, klass]
     else:
-        rows = probs.transpose(0, 1)[klass].reshape(len(klass), -1)
+        rows = probs.transpose(0, 1)[klass].reshape(len(klass), probs[:, 0].numel())
     return rows, flat_target[image], klass, image
 
 
