@@ -258,7 +258,7 @@ def test_half_precision_under_autocast_gives_float32(name):
         value = loss_fn(logits, target)
     value.backward()
     assert value.dtype == torch.float32 and torch.isfinite(logits.grad).all()
-    assert float(value) == pytest.approx(float(reference(logits.detach(), target)), rel=1e-4, abs=1e-5)
+    assert float(value.detach()) == pytest.approx(float(reference(logits.detach(), target)), rel=1e-4, abs=1e-5)
 
 
 # ------------------------------------------------------------------------------ properties

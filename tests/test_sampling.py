@@ -115,6 +115,71 @@ def test_tce_follows_algorithm_1_step_by_step_with_prefetch(t, gamma, floor):
     assert len(set(drawn)) > 1
 
 
+@pytest.mark.parametrize("t, gamma, floor", [(0.7, 0.3, 0.1), (2.0, 0.2, 0.0), (-1.5, 1.0, 0.0)])
+def test_class_estimate_follows_its_plain_python_restatement_step_by_step(t, gamma, floor):
+    """estimate=class: line 7 with L_{B,c} = (CE sum of class c) / (its pixels); L_B when c is absent."""
+    index = random_index(num_classes=6, seed=2)
+    sampler = StochasticTCESampler(index, 3, num_batches=30, t=t, gamma=gamma, floor=floor, seed=1, estimate="class")
+    reference = ReferenceAlgorithm1(6, t, gamma, floor)
+    history = []
+    for step, _ in enumerate(sampler):
+        c = sampler.current_class
+        sums, counts = toy_class_stats(step)
+        batch_loss = float(sums.sum() / counts.sum())
+        sampler.update(batch_loss, class_stats=(sums, counts))
+        # the plain-Python statement of the class estimate, from the same numbers
+        estimate = float(sums[c]) / float(counts[c]) if float(counts[c]) > 0 else batch_loss
+        reference.update(c, estimate)
+        np.testing.assert_allclose(sampler.log_tilted_losses, reference.log_tilted, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sampler.weights, reference.weights(), rtol=1e-12, atol=1e-14)
+        history.append(sampler.weights)
+    np.testing.assert_allclose(sampler.trajectory(), np.array(history), rtol=1e-12, atol=1e-15)
+    assert sampler.state_dict()["estimate"] == "class"
+
+
+def _skewed_run(estimate, steps=300):
+    """Every batch holds every class; class 3's few pixels carry a CE of 3.0, every other pixel
+    0.3 (the drawn class brings 50 extra pixels). Returns the weights after ``steps`` updates."""
+    index = random_index(num_images=60, num_classes=6, seed=4)
+    sampler = StochasticTCESampler(index, 4, num_batches=steps, t=1.0, gamma=0.2, seed=0, estimate=estimate)
+    for _ in sampler:
+        counts = torch.tensor([400.0, 300.0, 200.0, 6.0, 150.0, 100.0])
+        counts[sampler.current_class] += 50
+        means = torch.full((6,), 0.3)
+        means[3] = 3.0
+        sums = means * counts
+        sampler.update(float(sums.sum() / counts.sum()), class_stats=(sums, counts))
+    return sampler.weights
+
+
+def test_class_estimate_raises_the_weight_of_a_class_with_high_loss_where_batch_estimate_stays_uniform():
+    by_batch, by_class = _skewed_run("batch"), _skewed_run("class")
+    uniform = 1 / 6
+    assert np.abs(by_batch - uniform).max() < 0.03  # the whole-batch loss barely tells the classes apart
+    others = np.delete(by_class, 3)
+    assert by_class[3] > 3 * others.max()  # e^{3.0} vs e^{0.3} once every class was drawn
+    np.testing.assert_allclose(others, others.mean(), rtol=0.2)
+
+
+def test_class_estimate_needs_class_stats_and_falls_back_to_the_batch_loss_for_an_absent_class():
+    index = disjoint_index()
+    sampler = StochasticTCESampler(index, 2, num_batches=5, t=1.0, gamma=0.5, estimate="class")
+    iterator = iter(sampler)
+    next(iterator)
+    with pytest.raises(ValueError, match=r"estimate='class'\).update needs class_stats"):
+        sampler.update(0.5)
+    c = sampler.current_class
+    sampler.update(0.5, class_stats=(torch.zeros(4), torch.zeros(4)))  # the crop lost class c
+    np.testing.assert_allclose(sampler.log_tilted_losses, [0.5] * 4)
+    next(iterator)
+    c = sampler.current_class
+    sums, counts = torch.zeros(4), torch.zeros(4)
+    sums[c], counts[c] = 6.0, 4.0
+    sampler.update(0.2, class_stats=(sums, counts))
+    expected = math.log(0.5 * math.exp(0.5) + 0.5 * math.exp(1.5))
+    assert sampler.log_tilted_losses[c] == pytest.approx(expected, rel=1e-12)
+
+
 def test_weights_uniform_before_first_update_and_after_shared_init():
     sampler = StochasticTCESampler(disjoint_index(), 1, num_batches=5, t=3.0)
     np.testing.assert_allclose(sampler.weights, [0.25] * 4)
@@ -226,6 +291,13 @@ def test_empty_class_is_warned_once_and_never_drawn():
 # ---------------------------------------------------------------------------------------------
 
 
+def toy_class_stats(step, num_classes=6):
+    """Per-class CE sums and pixel counts of a batch (class 2 absent on odd steps)."""
+    counts = torch.tensor([(3 + c) * (0 if c == 2 and step % 2 else 1) for c in range(num_classes)], dtype=torch.float32)
+    means = torch.tensor([0.3 + 0.4 * c + 0.1 * math.cos(step + c) for c in range(num_classes)])
+    return means * counts, counts
+
+
 def run_sampler(sampler, index, steps, prefetch=0):
     """Feed class-dependent losses with the iterator ``prefetch`` batches ahead; return the batches."""
     iterator = iter(sampler)
@@ -233,12 +305,14 @@ def run_sampler(sampler, index, steps, prefetch=0):
     for _ in range(steps):
         batches.append(next(iterator))
         c = sampler.current_class if sampler.current_class is not None else 0
-        sampler.update(toy_loss(c, sampler.step))
+        sampler.update(toy_loss(c, sampler.step), class_stats=toy_class_stats(sampler.step, index.num_classes))
     return batches
 
 
 SAMPLERS = {
     "tce": lambda index, seed=0, **kw: StochasticTCESampler(index, 3, num_batches=40, t=1.0, gamma=0.3, seed=seed, **kw),
+    "tce-class": lambda index, seed=0, **kw: StochasticTCESampler(index, 3, num_batches=40, t=1.0, gamma=0.3, seed=seed,
+                                                                 estimate="class", **kw),
     "rcs": lambda index, seed=0, **kw: RareClassSampler(index, 3, num_batches=40, temperature=0.2, seed=seed, **kw),
     "uniform": lambda index, seed=0, **kw: UniformBatchSampler(index.num_images, 3, num_batches=40, seed=seed, **kw),
 }
@@ -273,7 +347,7 @@ def test_state_dict_round_trip_resumes_identically_with_pending_batches(kind):
     if kind != "uniform":
         np.testing.assert_array_equal(resumed.weights, uninterrupted.weights)
         np.testing.assert_array_equal(resumed.draw_histogram, uninterrupted.draw_histogram)
-    if kind == "tce":
+    if kind.startswith("tce"):
         np.testing.assert_array_equal(resumed.trajectory(), uninterrupted.trajectory())
 
 
@@ -348,6 +422,7 @@ def test_uniform_sampler_covers_images_uniformly():
     ({"num_batches": 0}, "num_batches must be an integer >= 1, got 0"),
     ({"rank": 2, "world_size": 2}, "rank must be in"),
     ({"min_pixels": 1000}, "no class has min_pixels=1000"),
+    ({"estimate": "image"}, r"estimate must be one of \('batch', 'class'\), got 'image'"),
 ])
 def test_bad_arguments_raise_value_error_naming_the_value(kwargs, match):
     args = {"batch_size": 2, "num_batches": 5, **kwargs}
@@ -381,19 +456,29 @@ def test_bad_index_and_bad_updates():
 # ---------------------------------------------------------------------------------------------
 
 
-def _distributed_worker(rank, world_size, port, out_path):
+def _rank_class_stats(rank, c):
+    """Rank-dependent class-c CE sum and count: over both ranks class c's mean is (1.2 + 0.5 c) / 5
+    (rank 0: 2 pixels of mean 0.1 c; rank 1: 3 pixels of mean 0.4 + 0.1 c)."""
+    sums, counts = torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    counts[c] = 2 + rank
+    sums[c] = counts[c] * (0.1 * c + 0.4 * rank)
+    return sums, counts
+
+
+def _distributed_worker(rank, world_size, port, out_path, estimate="batch"):
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
                                          rank=rank, world_size=world_size)
     try:
         index = disjoint_index((12, 10, 8, 6))
         sampler = StochasticTCESampler(index, 3, num_batches=20, t=1.0, gamma=0.3, seed=5,
-                                       rank=rank, world_size=world_size)
+                                       rank=rank, world_size=world_size, estimate=estimate)
         batches, classes = [], []
         for batch in sampler:
             classes.append(class_of(batch, index))
             batches.append(batch)
             # Different local losses per rank; their mean is 0.8 + 0.3 c.
-            sampler.update(torch.tensor(0.3 + rank + 0.3 * classes[-1], dtype=torch.float64))
+            sampler.update(torch.tensor(0.3 + rank + 0.3 * classes[-1], dtype=torch.float64),
+                           class_stats=_rank_class_stats(rank, classes[-1]))
         torch.save({"batches": batches, "classes": classes, "state": sampler.state_dict()},
                    f"{out_path}.{rank}")
     finally:
@@ -406,17 +491,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_gloo_processes_keep_identical_state_and_draw_different_images(tmp_path):
+@pytest.mark.parametrize("estimate", ["batch", "class"])
+def test_two_gloo_processes_keep_identical_state_and_draw_different_images(tmp_path, estimate):
     out = str(tmp_path / "rank")
-    torch.multiprocessing.spawn(_distributed_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_distributed_worker, args=(2, _free_port(), out, estimate), nprocs=2, join=True)
     results = [torch.load(f"{out}.{rank}", weights_only=True) for rank in (0, 1)]
     states = [r["state"] for r in results]
     assert results[0]["classes"] == results[1]["classes"]
     assert torch.equal(states[0]["log_tilted_losses"], states[1]["log_tilted_losses"])
     assert torch.equal(states[0]["class_rng"], states[1]["class_rng"])
     assert results[0]["batches"] != results[1]["batches"]
-    # The shared state is the single-process state fed with the mean of the two ranks' losses.
+    # The shared state is the single-process state fed with the mean of the two ranks' losses
+    # (estimate=batch), or with class c's CE pooled over the pixels of both ranks (estimate=class).
     reference = ReferenceAlgorithm1(4, 1.0, 0.3)
     for c in results[0]["classes"]:
-        reference.update(c, 0.8 + 0.3 * c)
+        reference.update(c, 0.8 + 0.3 * c if estimate == "batch" else (1.2 + 0.5 * c) / 5)
     np.testing.assert_allclose(states[0]["log_tilted_losses"].numpy(), reference.log_tilted, rtol=1e-12)
