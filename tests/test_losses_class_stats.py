@@ -98,7 +98,7 @@ def test_training_feeds_the_class_estimate_to_the_sampler():
     log_tilted = None
     for c, (batch_loss, (sums, counts)) in zip(classes, sampler.received):
         assert counts.sum() == 4 * H * W and float(sums.sum() / counts.sum()) == pytest.approx(batch_loss, rel=1e-6)
-        estimate = float(sums[c] / counts[c])
+        estimate = float(sums[c]) / float(counts[c])
         if log_tilted is None:
             log_tilted = np.full(K, estimate)
         log_tilted[c] = np.logaddexp(log_tilted[c] + np.log(0.5), estimate + np.log(0.5))
