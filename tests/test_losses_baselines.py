@@ -423,3 +423,13 @@ def test_modules_bind_the_functional_losses(module, function):
     logits, target = make_batch("ignored", seed=6, dtype=torch.float32)
     torch.testing.assert_close(module(logits, target), function(logits, target))
     assert isinstance(module, torch.nn.Module)
+
+
+def test_modules_are_exported_at_the_top():
+    import fairseg_bench
+
+    assert fairseg_bench.LovaszSoftmaxLoss is LovaszSoftmaxLoss and fairseg_bench.DiceLoss is DiceLoss
+    assert fairseg_bench.DiceCrossEntropyLoss is DiceCrossEntropyLoss
+    assert fairseg_bench.ClassBalancedCrossEntropyLoss is ClassBalancedCrossEntropyLoss
+    assert fairseg_bench.LogitAdjustedCrossEntropyLoss is LogitAdjustedCrossEntropyLoss
+    assert fairseg_bench.OhemCrossEntropyLoss is OhemCrossEntropyLoss
