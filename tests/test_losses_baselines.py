@@ -350,7 +350,7 @@ def test_lovasz_equals_smp(per_image, kind):
     theirs = losses.LovaszLoss("multiclass", per_image=per_image, ignore_index=IGNORE)
     x1, x2 = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
     mine, reference = lovasz_softmax(x1, target, per_image), theirs(x2, target)
-    assert float(mine) == pytest.approx(float(reference), rel=1e-5)
+    assert float(mine.detach()) == pytest.approx(float(reference.detach()), rel=1e-5)
     mine.backward()
     reference.backward()
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-7)

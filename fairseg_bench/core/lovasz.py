@@ -76,8 +76,9 @@ def _class_rows(probs: Tensor, target: Tensor, valid: Tensor, per_image: bool):
     row per (image, class) pair present, over that image's ``H*W`` pixels.
 
     Shape:
-        probs ``(N, C, H, W)`` -> rows ``(R, P)``, targets ``(R, P)`` (views), classes ``(R,)``,
-        row image ``(R,)`` (all 0 when pooled).
+        probs ``(N, C, H, W)`` -> rows ``(R, P)``, their targets ``(R, P)`` (the ignored pixels
+        hold C; pooled, one target row expanded), classes ``(R,)``, row image ``(R,)`` (all 0
+        when pooled).
     """
     n, c = probs.shape[:2]
     rows_of = n if per_image else 1
@@ -86,10 +87,9 @@ def _class_rows(probs: Tensor, target: Tensor, valid: Tensor, per_image: bool):
     counts.scatter_add_(1, flat_target, torch.ones_like(flat_target))
     image, klass = torch.nonzero(counts[:, :c] > 0, as_tuple=True)
     if per_image:
-        rows = probs.reshape(n, c, -1)[image, klass]
-    else:
-        rows = probs.transpose(0, 1)[klass].reshape(len(klass), probs[:, 0].numel())
-    return rows, flat_target[image], klass, image
+        return probs.reshape(n, c, -1)[image, klass], flat_target[image], klass, image
+    rows = probs.transpose(0, 1)[klass].reshape(len(klass), probs[:, 0].numel())
+    return rows, flat_target.expand(len(klass), -1), klass, image
 
 
 def lovasz_softmax(logits: Tensor, target: Tensor, per_image: bool = False, ignore_index: int = 255) -> Tensor:
@@ -128,7 +128,7 @@ def lovasz_softmax(logits: Tensor, target: Tensor, per_image: bool = False, igno
         weight = lovasz_grad(fg.reshape(-1)[order].view_as(fg), errors.dtype)
         # sum_j e_(j) w_j = sum_i e_i w_rank(i): the weights go back to the pixels (constants)
         weight = torch.empty_like(weight).reshape(-1).scatter_(0, order, weight.reshape(-1)).view_as(errors)
-        row_loss = (errors * weight).sum(1)
+        row_loss = torch.bmm(errors.unsqueeze(1), weight.unsqueeze(2)).view(-1)
         if not per_image:
             return row_loss.mean()
         num_images = logits.shape[0]
