@@ -1,7 +1,8 @@
 """The loss registry: parse a loss spec, give it a canonical label, build its loss and sampler.
 
 A spec is ``name[:key=value,...]`` (README.md, Losses), e.g. ``mcce``, ``focal:gamma=2``,
-``tce:t=0.1``, ``tce-class:t=1``, ``rcs``, ``lovasz:per_image=true``, ``cb:beta=0.99,unit=pixel``. Sampler-based methods (``tce``, ``rcs``) train with
+``tce:t=0.1``, ``tce-class:t=1``, ``rcs``, ``lovasz:per_image=true``, ``cb:beta=0.99,unit=pixel``.
+Sampler-based methods (``tce``, ``rcs``) train with
 MCCE and configure a batch sampler; every other method uses uniform batches.
 
 Labels are filesystem-safe, deterministic and omit defaults, except for the tilt ``t`` of the

@@ -175,7 +175,8 @@ def test_parse_and_label(text, name, params, label, sampler):
 def test_labels_are_deterministic_and_distinct():
     texts = ["mcce", "wce", "focal", "focal:gamma=1", "tce:t=0.1", "tce:t=1", "tce-image:t=1", "tce-class:t=1",
              "tce-online:t=1", "rcs", "tce:t=-1", "tce:t=0.01", "tce:estimate=class", "lovasz", "lovasz:per_image=true",
-             "dice", "dice-ce", "dice-ce:weight=2", "cb", "cb:unit=pixel", "la", "la:tau=0.5", "ohem", "ohem:thresh=0.9"]
+             "dice", "dice-ce", "dice-ce:weight=2", "cb", "cb:unit=pixel", "la", "la:tau=0.5", "ohem",
+             "ohem:thresh=0.9"]
     labels = [parse_loss_spec(text).label for text in texts]
     assert len(set(labels)) == len(labels)
     assert labels == [parse_loss_spec(text).label for text in texts]
@@ -214,7 +215,8 @@ def test_format_number(value, text):
         ("ohem:min_kept=-1", r"^loss parameter min_kept=-1 must be >= 0$"),
         ("ohem:min_kept=0.5", r"^loss parameter min_kept='0.5' is not an integer$"),
         ("tce:estimate=image", r"^loss parameter estimate='image' must be one of: batch, class$"),
-        ("tce:temperature=1", r"unknown parameter 'temperature' for loss 'tce'.*valid: t, gamma, floor, min_pixels, estimate"),
+        ("tce:temperature=1",
+         r"unknown parameter 'temperature' for loss 'tce'.*valid: t, gamma, floor, min_pixels, estimate"),
         ("mcce:t=1", r"unknown parameter 't' for loss 'mcce'.*valid: none"),
         ("tce:t=nan", r"t=nan must be a finite number"),
         ("tce-class:t=inf", r"t=inf must be a finite number"),

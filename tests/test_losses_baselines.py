@@ -179,7 +179,8 @@ LOSSES = {
     "lovasz:per_image": (lambda x, y: lovasz_softmax(x, y, per_image=True), lambda x, y: ref_lovasz(x, y, True)),
     "dice": (lambda x, y: dice_loss(x, y), ref_dice),
     "dice-ce": (lambda x, y: dice_cross_entropy(x, y), lambda x, y: ref_mcce(x, y) + ref_dice(x, y)),
-    "dice-ce:weight=0.3": (lambda x, y: dice_cross_entropy(x, y, 0.3), lambda x, y: ref_mcce(x, y) + 0.3 * ref_dice(x, y)),
+    "dice-ce:weight=0.3": (lambda x, y: dice_cross_entropy(x, y, 0.3),
+                           lambda x, y: ref_mcce(x, y) + 0.3 * ref_dice(x, y)),
     "cb:image": (lambda x, y: class_balanced_cross_entropy(x, y, class_balanced_weights(IMAGE_COUNTS, 0.999)),
                  lambda x, y: ref_cb(x, y, IMAGE_COUNTS, 0.999)),
     "cb:pixel,beta=0.99": (lambda x, y: class_balanced_cross_entropy(x, y, class_balanced_weights(PIXEL_COUNTS, 0.99)),
@@ -268,9 +269,11 @@ def test_half_precision_under_autocast_gives_float32(name):
 def test_parameter_values_that_reduce_to_mcce(kind):
     logits, target = make_batch(kind, seed=7)
     expected = mcce(logits, target)
-    torch.testing.assert_close(logit_adjusted_cross_entropy(logits, target, logit_adjustment(PIXEL_COUNTS, 0.0)), expected)
+    no_adjustment = logit_adjustment(PIXEL_COUNTS, 0.0)
+    torch.testing.assert_close(logit_adjusted_cross_entropy(logits, target, no_adjustment), expected)
     seen = torch.tensor(PIXEL_COUNTS + 1)  # beta = 0 makes every seen class weigh 1
-    torch.testing.assert_close(class_balanced_cross_entropy(logits, target, class_balanced_weights(seen, 0.0)), expected)
+    uniform = class_balanced_weights(seen, 0.0)
+    torch.testing.assert_close(class_balanced_cross_entropy(logits, target, uniform), expected)
     torch.testing.assert_close(ohem_cross_entropy(logits, target, thresh=1.0, min_kept=0), expected)
     torch.testing.assert_close(dice_cross_entropy(logits, target, weight=0.0), expected)
 
@@ -384,13 +387,15 @@ def test_ohem_equals_the_mmsegmentation_rule(thresh, min_kept, kind):
     (lambda: class_balanced_weights(IMAGE_COUNTS, 1.0), r"^class-balanced beta must be in \[0, 1\), got 1.0$"),
     (lambda: class_balanced_weights(IMAGE_COUNTS, float("nan")), r"^class-balanced beta must be in \[0, 1\), got nan$"),
     (lambda: class_balanced_weights([0, 0], 0.5), r"^class counts are all zero$"),
-    (lambda: class_balanced_weights([3, -1], 0.5), r"^class counts must be finite and non-negative, got \[3.0, -1.0\]$"),
+    (lambda: class_balanced_weights([3, -1], 0.5),
+     r"^class counts must be finite and non-negative, got \[3.0, -1.0\]$"),
     (lambda: logit_adjustment(PIXEL_COUNTS, -0.5), r"^logit-adjustment tau must be a finite number >= 0, got -0.5$"),
     (lambda: ohem_cross_entropy(*make_batch("plain"), thresh=1.5), r"^OHEM thresh must be in \[0, 1\], got 1.5$"),
     (lambda: OhemCrossEntropyLoss(min_kept=-3), r"^OHEM min_kept must be an integer >= 0, got -3$"),
     (lambda: OhemCrossEntropyLoss(min_kept=2.5), r"^OHEM min_kept must be an integer >= 0, got 2.5$"),
     (lambda: DiceCrossEntropyLoss(weight=-1), r"^Dice weight must be a finite number >= 0, got -1$"),
-    (lambda: dice_cross_entropy(*make_batch("plain"), weight=float("inf")), r"^Dice weight must be a finite number >= 0, got inf$"),
+    (lambda: dice_cross_entropy(*make_batch("plain"), weight=float("inf")),
+     r"^Dice weight must be a finite number >= 0, got inf$"),
     (lambda: LovaszSoftmaxLoss(per_image="yes"), r"^per_image must be True or False, got 'yes'$"),
     (lambda: ClassBalancedCrossEntropyLoss([1.0, -2.0]), r"^weight must be non-negative, got \[1.0, -2.0\]$"),
     (lambda: LogitAdjustedCrossEntropyLoss([[1.0]]), r"^adjustment must be a 1-D vector of finite numbers"),

@@ -293,7 +293,8 @@ def test_empty_class_is_warned_once_and_never_drawn():
 
 def toy_class_stats(step, num_classes=6):
     """Per-class CE sums and pixel counts of a batch (class 2 absent on odd steps)."""
-    counts = torch.tensor([(3 + c) * (0 if c == 2 and step % 2 else 1) for c in range(num_classes)], dtype=torch.float32)
+    counts = torch.tensor([(3 + c) * (0 if c == 2 and step % 2 else 1) for c in range(num_classes)],
+                          dtype=torch.float32)
     means = torch.tensor([0.3 + 0.4 * c + 0.1 * math.cos(step + c) for c in range(num_classes)])
     return means * counts, counts
 
