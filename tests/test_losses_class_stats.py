@@ -104,3 +104,9 @@ def test_training_feeds_the_class_estimate_to_the_sampler():
         log_tilted[c] = np.logaddexp(log_tilted[c] + np.log(0.5), estimate + np.log(0.5))
     np.testing.assert_allclose(sampler.sampler.log_tilted_losses, log_tilted, rtol=1e-12)
     assert [row["drawn_class"] for row in history] == classes
+
+
+def test_class_index_counts_the_images_holding_each_class():
+    index = ClassIndex(np.array([[3, 0, 1], [0, 0, 5], [2, 0, 0]]))
+    assert index.class_image_counts().tolist() == [2, 0, 2]
+    assert index.class_image_counts(min_pixels=3).tolist() == [1, 0, 1]
