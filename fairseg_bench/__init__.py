@@ -4,12 +4,9 @@ The public names are loaded lazily so that ``import fairseg_bench`` (and the CLI
 ``--help``) stays fast and the report layer never pulls in torch.
 """
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("fairseg-bench")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+# The one version source: pyproject.toml reads it (setuptools' dynamic metadata).
+__version__ = "0.1.0"
 
 _PUBLIC = {
     "build_loss": "fairseg_bench.losses",
