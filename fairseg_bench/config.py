@@ -253,7 +253,9 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
     path = Path(path_or_name)
     if path.is_file():
         return path
-    raise UserError(f"{path_or_name}: no such config file (presets: {', '.join(preset_names()) or 'none found'})")
+    names = preset_names()
+    hint = f"; the packaged preset is '-c {path.stem}'" if path.stem in names else ""
+    raise UserError(f"{path_or_name}: no such config file (presets: {', '.join(names) or 'none found'}){hint}")
 
 
 def _read_config(path_or_name: str | Path) -> tuple[str, str, str]:

@@ -48,8 +48,11 @@ def test_path_finds_a_file_and_never_a_preset(tmp_path, monkeypatch):
     assert load_config(tmp_path / "mine.yaml").name == "mine"
     with pytest.raises(UserError, match=r"^quick\.yaml: no such config file \(presets: .*quick"):
         load_config("quick.yaml")  # a path: not the preset, even though one is named quick
-    with pytest.raises(UserError, match=r"^experiments/ci\.yaml: no such config file"):
+    hint = r"; the packaged preset is '-c ci'$"
+    with pytest.raises(UserError, match=r"^experiments/ci\.yaml: no such config file .*" + hint):
         load_config("experiments/ci.yaml")
+    with pytest.raises(UserError, match=r"^mine/other\.yaml: no such config file \(presets: [^)]*\)$"):
+        load_config("mine/other.yaml")
 
 
 def test_unknown_name_lists_the_presets():

@@ -9,7 +9,7 @@ from fairseg_bench.config import list_presets, preset_text
 @click.group("presets", invoke_without_command=True)
 @click.pass_context
 def presets(ctx):
-    """List the packaged presets (use one with ``run -c NAME``), each with its description."""
+    """List the packaged experiment presets with their descriptions (run one with 'run -c NAME')."""
     if ctx.invoked_subcommand is not None:
         return
     found = list_presets()
@@ -21,5 +21,5 @@ def presets(ctx):
 @presets.command("show")
 @click.argument("name")
 def show(name):
-    """Print a preset's YAML (save it, edit it, run it with ``-c FILE``)."""
+    """Print a preset's YAML (save it, edit it, run it with 'run -c FILE')."""
     click.echo(preset_text(name), nl=False)
