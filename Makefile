@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: setup run test test-slow bench clean
+.PHONY: setup run test test-slow bench docs typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+# The documentation tools (the `docs` extra) are not needed to run or test the package.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,docs]'
+	@touch $(DOCS_STAMP)
 
 setup: $(STAMP)
 
@@ -25,5 +31,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # the variable silences a theme banner
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

@@ -4,12 +4,18 @@ The public names are loaded lazily so that ``import fairseg_bench`` (and the CLI
 ``--help``) stays fast and the report layer never pulls in torch.
 """
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("fairseg-bench")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+if TYPE_CHECKING:  # what type checkers and editors see; at run time the names load lazily below
+    from fairseg_bench.core.class_index import ClassIndex
+    from fairseg_bench.core.confusion import ConfusionMatrix
+    from fairseg_bench.core.fairness import fairness_metrics
+    from fairseg_bench.core.losses import FocalLoss, TiltedCrossEntropy
+    from fairseg_bench.core.sampling import StochasticTCESampler
+    from fairseg_bench.losses import build_loss
+
+# The one version source: pyproject.toml reads it (setuptools' dynamic metadata).
+__version__ = "0.1.0"
 
 _PUBLIC = {
     "build_loss": "fairseg_bench.loss_specs",
@@ -30,7 +36,7 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
         return getattr(import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'fairseg_bench' has no attribute {name!r}")

@@ -1,10 +1,15 @@
 """Experiment configs: frozen dataclasses read from YAML, checked key by key, overridable.
 
 A config file has the sections ``data``, ``model``, ``optim``, ``train`` and ``eval`` and the
-top-level keys ``name``, ``losses``, ``seeds``, ``out``, ``device`` and ``quiet`` (see
-``experiments/quick.yaml``). Every key is optional (the defaults below); an unknown key or a
+top-level keys ``name``, ``losses``, ``seeds``, ``out``, ``device`` and ``quiet`` (see the
+``quick`` preset). Every key is optional (the defaults below); an unknown key or a
 bad value is a ``UserError`` naming the file and the key. Command-line options override the
 file through :meth:`ExperimentConfig.override`; the resolved config is saved beside every run.
+
+Presets ship inside the package (``fairseg_bench/presets/*.yaml``, read through
+``importlib.resources`` so they work from an installed wheel; a checkout also shows them as
+``experiments/``, a link to that folder). A preset's description is the first line of its leading
+comment.
 """
 from __future__ import annotations
 
@@ -12,13 +17,20 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from fairseg_bench.errors import UserError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+# The packaged presets: read through importlib.resources; PRESET_DIR is the same folder on disk.
+PRESETS: Traversable = resources.files("fairseg_bench").joinpath("presets")
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
 # Keys that vary between the runs of one experiment or only say where/how to run: not hashed.
 UNHASHED_KEYS = ("losses", "seeds", "out", "device", "quiet")
 
@@ -200,33 +212,79 @@ def config_from_dict(raw: dict, source: str = "config") -> ExperimentConfig:
     return _build(ExperimentConfig, raw, source)
 
 
+def preset_names() -> list[str]:
+    """The names of the packaged presets, sorted (``quick``, ``ci``, ...)."""
+    return sorted(p.name[: -len(".yaml")] for p in PRESETS.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    """The YAML text of a packaged preset; an unknown name is a ``UserError`` listing the presets."""
+    preset = PRESETS.joinpath(f"{name}.yaml")
+    if not preset.is_file():
+        raise UserError(f"{name}: no such preset (presets: {', '.join(preset_names()) or 'none found'})")
+    return preset.read_text(encoding="utf-8")
+
+
+def preset_description(text: str) -> str:
+    """The first line of a YAML file's leading comment ('' when it has none)."""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("#"):
+            return ""
+        if line.lstrip("#").strip():
+            return line.lstrip("#").strip()
+    return ""
+
+
+def list_presets() -> dict[str, str]:
+    """Every packaged preset's name with its one-line description."""
+    return {name: preset_description(preset_text(name)) for name in preset_names()}
+
+
+def _is_path(path_or_name: str | Path) -> bool:
+    """A path (a folder part or a .yaml/.yml suffix, or an existing file), not a preset name."""
+    text = str(path_or_name)
+    return isinstance(path_or_name, Path) or "/" in text or "\\" in text or \
+        text.endswith((".yaml", ".yml")) or Path(text).is_file()
+
+
 def resolve_config_path(path_or_name: str | Path) -> Path:
-    """A config file path, or the name of a shipped preset (``quick`` -> experiments/quick.yaml)."""
+    """A config file path (``-c PATH``); a missing one is a ``UserError`` listing the presets."""
     path = Path(path_or_name)
-    candidates = [path]
-    if path.suffix not in (".yaml", ".yml"):
-        candidates += [path.with_name(path.name + ".yaml")]
-    candidates += [PRESET_DIR / c.name for c in candidates]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-    raise UserError(f"{path_or_name}: no such config file (presets: {', '.join(presets) or 'none found'})")
+    if path.is_file():
+        return path
+    names = preset_names()
+    hint = f"; the packaged preset is '-c {path.stem}'" if path.stem in names else ""
+    raise UserError(f"{path_or_name}: no such config file (presets: {', '.join(names) or 'none found'}){hint}")
+
+
+def _read_config(path_or_name: str | Path) -> tuple[str, str, str]:
+    """(YAML text, source named in errors, default experiment name) of a file or a preset."""
+    if not _is_path(path_or_name):
+        name = str(path_or_name)
+        if name not in preset_names():
+            raise UserError(f"{name}: no such config file or preset (presets: {', '.join(preset_names())})")
+        return preset_text(name), f"preset {name}", name
+    path = resolve_config_path(path_or_name)
+    return path.read_text(encoding="utf-8"), str(path), path.stem
 
 
 def load_config(path_or_name: str | Path) -> ExperimentConfig:
-    """Read a YAML config (or preset name); the experiment name defaults to the file's stem."""
-    path = resolve_config_path(path_or_name)
+    """Read a YAML config file (``-c PATH``) or a packaged preset (``-c NAME``).
+
+    The experiment name defaults to the file's stem (the preset's name).
+    """
+    text, source, stem = _read_config(path_or_name)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
-        raise UserError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+        raise UserError(f"{source}: not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
     raw = {} if raw is None else raw
     if isinstance(raw, dict):
-        raw.setdefault("name", path.stem)
-    return config_from_dict(raw, source=str(path))
+        raw.setdefault("name", stem)
+    return config_from_dict(raw, source=source)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -41,7 +41,7 @@ def _common(func):
     """Options shared by ``run`` and ``train``."""
     for option in reversed([
         click.option("-c", "--config", default="quick", show_default=True,
-                     help="Experiment YAML file, or the name of a preset in experiments/."),
+                     help="Experiment YAML file, or a packaged preset's name (see 'fairseg-bench presets')."),
         click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder."),
         click.option("--out", help="Output folder (default: the config's, 'runs')."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: the config's (auto)."),

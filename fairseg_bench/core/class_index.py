@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ClassIndex:
 
     pixel_counts: np.ndarray
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         counts = np.asarray(self.pixel_counts)
         if counts.ndim != 2:
             raise ValueError(f"pixel_counts must be 2-D (num_images, num_classes), got shape {counts.shape}")
@@ -70,7 +71,7 @@ class ClassIndex:
         return np.flatnonzero(self.pixel_counts[:, class_id] >= min_pixels)
 
 
-def label_pixel_counts(label, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def label_pixel_counts(label: ArrayLike, num_classes: int, ignore_index: int = 255) -> np.ndarray:
     """Pixel count of each class in one label map. Shape ``(H, W)`` -> ``(K,)`` int64."""
     flat = np.asarray(label).reshape(-1).astype(np.int64, copy=False)
     flat = flat[flat != ignore_index]

@@ -25,7 +25,13 @@ How the counting works (and why it is fast and exact):
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch.distributed import ProcessGroup
 
 __all__ = ["ConfusionMatrix", "confusion_matrix"]
 
@@ -117,9 +123,9 @@ class ConfusionMatrix:
     # ----------------------------------------------------------------------------- state
     def reset(self) -> None:
         """Forget everything counted so far."""
-        self._hist = None  # (R, K) int64 on self.device
-        self._pred_min = None  # running min/max of class-index predictions (0-d tensors)
-        self._pred_max = None
+        self._hist: torch.Tensor | None = None  # (R, K) int64 on self.device
+        self._pred_min: torch.Tensor | None = None  # running min/max of class-index predictions (0-d)
+        self._pred_max: torch.Tensor | None = None
         self._images: list[torch.Tensor] = []  # per image: (3, K) int64 tp, fp, fn
 
     def _bad_row_mask(self) -> torch.Tensor:
@@ -137,7 +143,8 @@ class ConfusionMatrix:
         """
         return device.type != "cpu"
 
-    def _ensure_state(self, device: torch.device) -> None:
+    def _ensure_state(self, device: torch.device) -> torch.Tensor:
+        """The histogram, created on first use; returns it."""
         if self.device is None:
             self.device = device
         if self._hist is None:
@@ -145,6 +152,7 @@ class ConfusionMatrix:
             # that later updates outside it may still add to it in place
             with torch.inference_mode(False):
                 self._hist = torch.zeros(self._rows, self.num_classes, dtype=torch.int64, device=self.device)
+        return self._hist
 
     # ---------------------------------------------------------------------------- update
     @torch.no_grad()
@@ -159,7 +167,7 @@ class ConfusionMatrix:
         preds, target, from_logits = self._as_class_indices(preds, target)
         if target.numel() == 0:
             return
-        self._ensure_state(target.device)
+        counts = self._ensure_state(target.device)
         if self.validate and not from_logits:
             self._check_predictions(preds)
         if self.per_image and target.dim() >= 3:
@@ -171,9 +179,9 @@ class ConfusionMatrix:
             hist = hist.to(self.device)
             if self.per_image:
                 self._images.append(self._tp_fp_fn(self._valid_block(hist)))
-            self._hist += hist
+            counts += hist  # in place: counts is self._hist
 
-    def _as_class_indices(self, preds, target) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _as_class_indices(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Validate shapes and dtypes; turn logits into class indices (and say so)."""
         preds, target = torch.as_tensor(preds), torch.as_tensor(target)
         from_logits = preds.dtype.is_floating_point
@@ -322,17 +330,17 @@ class ConfusionMatrix:
         if self._hist is None:
             device = self.device or torch.device("cpu")
             return torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=device)
-        if self._pred_min is not None:
+        if self._pred_min is not None and self._pred_max is not None:
             self._raise_for_predictions(int(self._pred_min), int(self._pred_max))
         if not self.ignore_out_of_range:
             self._raise_for_labels(self._hist)
         return self._valid_block(self._hist).clone()
 
-    def per_image_stats(self):
+    def per_image_stats(self) -> dict[str, np.ndarray]:
         """Per-image ``{"tp", "fp", "fn"}``, each a numpy int64 array ``(N_images, K)``."""
         if not self.per_image:
             raise ValueError("per-image statistics need ConfusionMatrix(..., per_image=True)")
-        if self._pred_min is not None:
+        if self._pred_min is not None and self._pred_max is not None:
             self._raise_for_predictions(int(self._pred_min), int(self._pred_max))
         if self._hist is not None and not self.ignore_out_of_range:
             self._raise_for_labels(self._hist)
@@ -354,8 +362,8 @@ class ConfusionMatrix:
             raise ValueError("can only merge a ConfusionMatrix with the same num_classes, ignore_index and per_image")
         if other._hist is None:
             return self
-        self._ensure_state(other._hist.device)
-        self._hist += other._hist.to(self.device)
+        counts = self._ensure_state(other._hist.device)
+        counts += other._hist.to(self.device)
         for name, pick in (("_pred_min", torch.minimum), ("_pred_max", torch.maximum)):
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
@@ -364,7 +372,7 @@ class ConfusionMatrix:
         self._images.extend(t.to(self.device) for t in other._images)
         return self
 
-    def all_reduce(self, group=None) -> ConfusionMatrix:
+    def all_reduce(self, group: ProcessGroup | None = None) -> ConfusionMatrix:
         """Sum the counts of every rank of ``torch.distributed`` (a no-op when not initialised).
 
         Call it once, after the last update: every rank then holds the dataset-wide matrix.
@@ -375,8 +383,7 @@ class ConfusionMatrix:
         if not (dist.is_available() and dist.is_initialized()):
             return self
         device = self.device or torch.device("cpu")
-        self._ensure_state(device)
-        dist.all_reduce(self._hist, op=dist.ReduceOp.SUM, group=group)
+        dist.all_reduce(self._ensure_state(device), op=dist.ReduceOp.SUM, group=group)
         big = torch.iinfo(torch.int64).max
         lo = self._pred_min if self._pred_min is not None else torch.tensor(big, device=self.device)
         hi = self._pred_max if self._pred_max is not None else torch.tensor(-big, device=self.device)
@@ -386,7 +393,7 @@ class ConfusionMatrix:
         if int(lo) != big:  # somebody checked class-index predictions on a GPU
             self._pred_min, self._pred_max = lo[0], hi[0]
         if self.per_image:
-            gathered = [None] * dist.get_world_size(group)
+            gathered: list[Any] = [None] * dist.get_world_size(group)
             dist.all_gather_object(gathered, [t.cpu() for t in self._images], group=group)
             self._images = [t.to(self.device) for rank_images in gathered for t in rank_images]
         return self

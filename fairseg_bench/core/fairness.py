@@ -29,6 +29,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["fairness_metrics", "FAIRNESS_KEYS", "PAPER_KEYS", "UNITLESS_KEYS"]
 
@@ -154,7 +155,7 @@ def _batch_metrics(x: np.ndarray, reference: np.ndarray, fraction: float) -> dic
     }
 
 
-def fairness_metrics(iou, reference=None, fraction: float = 0.25) -> dict:
+def fairness_metrics(iou: ArrayLike, reference: ArrayLike | None = None, fraction: float = 0.25) -> dict:
     """The paper's fairness metrics of one model (or a stack of replicates).
 
     Args:

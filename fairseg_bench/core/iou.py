@@ -8,18 +8,19 @@ a class with no ground truth and no prediction has IoU NaN and is left out of ev
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["per_class_iou", "mean_iou", "pixel_accuracy", "class_accuracy", "as_numpy"]
 
 
-def as_numpy(x) -> np.ndarray:
+def as_numpy(x: ArrayLike) -> np.ndarray:
     """A numpy array from an array-like or a torch tensor (copied to the host if needed)."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def _square(cm) -> np.ndarray:
+def _square(cm: ArrayLike) -> np.ndarray:
     cm = as_numpy(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"a confusion matrix must be square (K, K), got shape {cm.shape}")
@@ -33,7 +34,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def per_class_iou(cm) -> np.ndarray:
+def per_class_iou(cm: ArrayLike) -> np.ndarray:
     """Intersection over union of each class: ``TP / (TP + FP + FN)``.
 
     Args:
@@ -50,7 +51,7 @@ def per_class_iou(cm) -> np.ndarray:
     return _ratio(tp, cm.sum(0) + cm.sum(1) - tp)
 
 
-def mean_iou(cm_or_iou) -> float:
+def mean_iou(cm_or_iou: ArrayLike) -> float:
     """mIoU: the mean of the per-class IoUs, NaN classes left out (NaN if every class is).
 
     Args:
@@ -62,14 +63,14 @@ def mean_iou(cm_or_iou) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def pixel_accuracy(cm) -> float:
+def pixel_accuracy(cm: ArrayLike) -> float:
     """Share of counted (non-ignored) pixels predicted correctly; NaN if none was counted."""
     cm = _square(cm)
     total = cm.sum()
     return float(np.trace(cm) / total) if total > 0 else float("nan")
 
 
-def class_accuracy(cm) -> np.ndarray:
+def class_accuracy(cm: ArrayLike) -> np.ndarray:
     """Recall of each class, ``TP / (TP + FN)``; NaN for a class without ground truth.
 
     Shape:

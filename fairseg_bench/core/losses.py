@@ -560,6 +560,8 @@ class CrossEntropyLoss(_SegmentationLoss):
 class WeightedCrossEntropyLoss(_SegmentationLoss):
     """Class-weighted CE with fixed weights (e.g. :func:`inverse_frequency_weights`)."""
 
+    weight: Tensor  # buffers, declared for type checkers
+
     def __init__(self, weight: Sequence[float] | Tensor, ignore_index: int = 255):
         super().__init__(ignore_index)
         weight = torch.as_tensor(weight, dtype=torch.float32)
@@ -583,6 +585,8 @@ class FocalLoss(_SegmentationLoss):
         gamma: ``>= 0`` (default 2, the paper's).
         alpha: None (all ones) or a ``(C,)`` vector used as given (see :func:`focal_alpha`).
     """
+
+    alpha: Tensor | None
 
     def __init__(self, gamma: float = 2.0, alpha: Sequence[float] | Tensor | None = None, ignore_index: int = 255):
         super().__init__(ignore_index)
@@ -644,6 +648,9 @@ class OnlineTiltedCrossEntropy(_SegmentationLoss):
         t: the tilt, any finite number (0 gives class-balanced CE over the present classes).
         gamma: EMA rate in (0, 1]; default 0.1 (about ten batches of memory).
     """
+
+    log_ema: Tensor
+    seen: Tensor
 
     def __init__(self, num_classes: int, t: float = 1.0, gamma: float = 0.1, ignore_index: int = 255):
         super().__init__(ignore_index)

@@ -193,7 +193,8 @@ class _BatchSampler(Sampler[list[int]]):
             self._pending.append(batch)
             yield list(batch.indices)
 
-    def update(self, batch_loss=None, class_stats=None) -> None:
+    def update(self, batch_loss: torch.Tensor | float | None = None,
+               class_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Close the oldest pending batch with its training loss (a no-op for static samplers).
 
         ``class_stats``: optional ``(sums, counts)``, the batch's per-class CE sums and pixel
@@ -317,7 +318,7 @@ class _ClassBatchSampler(_BatchSampler):
             raise ValueError(f"no class has min_pixels={self.min_pixels} pixels in any image")
         if not self.eligible.all():
             empty = np.flatnonzero(~self.eligible)
-            named = [class_names[c] if class_names else str(c) for c in empty]
+            named = [class_names[int(c)] if class_names else str(c) for c in empty]
             warnings.warn(f"classes present (>= {self.min_pixels} pixels) in no image are left out of "
                           f"the class draw: {', '.join(named)}", stacklevel=3)
         self._class_generator = torch.Generator().manual_seed(_mix64(self.seed))
