@@ -12,6 +12,7 @@ from importlib import import_module
 import click
 
 from fairseg_bench import __version__
+from fairseg_bench.errors import UserError
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -54,7 +55,9 @@ def cli():
 def main(argv=None):
     """Entry point: user mistakes become one line on stderr and exit status 2, never a traceback.
 
-    Set FAIRSEG_BENCH_DEBUG=1 to see the full traceback instead.
+    A user mistake is a ``UserError`` or an ``OSError`` about a path (a missing or unreadable
+    file); anything else is a bug in fairseg-bench and shows its traceback. Set
+    FAIRSEG_BENCH_DEBUG=1 to see the traceback of user mistakes too.
     """
     try:
         rv = cli.main(args=argv, prog_name="fairseg-bench", standalone_mode=False)
@@ -71,7 +74,9 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (ValueError, OSError, KeyError) as exc:
+    except (UserError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.filename is None:  # not a path problem: an internal error
+            raise
         if os.environ.get("FAIRSEG_BENCH_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import jinja2
 
-from fairseg_bench.report.inputs import ReportInput
-from fairseg_bench.report.summary import Summary
+from fairseg_bench.results.read import Results
+from fairseg_bench.results.summary import Summary
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -75,10 +75,10 @@ def _config_text(run) -> str:
     folder = run.folder
     if folder is not None and (folder / "config.yaml").is_file():
         return (folder / "config.yaml").read_text()
-    return yaml.safe_dump(run.metrics.get("config") or {}, sort_keys=False) or "(no config recorded)"
+    return yaml.safe_dump(run.record.get("config") or {}, sort_keys=False) or "(no config recorded)"
 
 
-def render_html(data: ReportInput, summary: Summary, tables: list, figures: list[tuple[str, str, object]],
+def render_html(data: Results, summary: Summary, tables: list, figures: list[tuple[str, str, object]],
                 title: str = "fairseg-bench report") -> str:
     """The page as a string.
 
@@ -90,7 +90,7 @@ def render_html(data: ReportInput, summary: Summary, tables: list, figures: list
         title: the page heading.
     """
     seeds = ", ".join(f"{m} ({n} seed{'s' if n != 1 else ''})" for m, n in summary.n_seeds.items())
-    sources = sorted({str(r.source.parent if r.metrics else r.source) for r in data.runs})
+    sources = sorted({str(r.source.parent if r.record else r.source) for r in data.runs})
     if len(sources) > 3:
         import os.path
 
@@ -102,12 +102,12 @@ def render_html(data: ReportInput, summary: Summary, tables: list, figures: list
         ("intervals", summary.interval),
         ("inputs", "; ".join(sources)),
     ]
-    experiments = sorted({r.metrics.get("experiment") for r in data.runs if r.metrics.get("experiment")})
+    experiments = sorted({r.experiment for r in data.runs if r.experiment})
     if experiments:
         meta.insert(0, ("experiment", ", ".join(experiments)))
     configs = [
         {"label": f"{r.method} seed {r.seed}", "source": str(r.folder), "text": _config_text(r)}
-        for r in data.runs if r.metrics
+        for r in data.runs if r.record
     ]
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
