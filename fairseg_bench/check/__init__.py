@@ -15,6 +15,9 @@ from fairseg_bench.check.markdown import append_summary, to_markdown
 from fairseg_bench.check.tolerances import (
     DEFAULT_PER_CLASS_TOLERANCE,
     DEFAULT_TOLERANCES,
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    METRICS,
     Tolerance,
     parse_tolerance_value,
     parse_tolerances,
@@ -23,5 +26,5 @@ from fairseg_bench.check.tolerances import (
 __all__ = [
     "make_baseline", "read_baseline", "write_baseline", "short_hash", "compare", "CheckResult", "Comparison",
     "RULES", "append_summary", "to_markdown", "Tolerance", "parse_tolerances", "parse_tolerance_value",
-    "DEFAULT_TOLERANCES", "DEFAULT_PER_CLASS_TOLERANCE",
+    "DEFAULT_TOLERANCES", "DEFAULT_PER_CLASS_TOLERANCE", "METRICS", "HIGHER_IS_BETTER", "LOWER_IS_BETTER",
 ]

@@ -73,6 +73,7 @@ def method_record(summary: Summary, method: str) -> dict:
     has_ci = bool(np.isfinite(fair.low.loc[method].to_numpy()).any())
     return {
         "seeds": list(summary.seeds[method]),
+        "n_seeds": len(summary.seeds[method]),
         "fairness": {k: _value(fair.mean.loc[method, k]) for k in FAIRNESS_KEYS},
         "fairness_per_seed": {k: [_value(v) for v in fair.per_seed[method][:, i]] for i, k in enumerate(FAIRNESS_KEYS)},
         "fairness_std": {k: _value(fair.std.loc[method, k]) for k in FAIRNESS_KEYS},
@@ -86,21 +87,24 @@ def method_record(summary: Summary, method: str) -> dict:
     }
 
 
-def make_baseline(results: Results, summary: Summary) -> dict:
-    """The baseline dict of ``results`` with the numbers of ``summary``."""
+def make_baseline(results: Results, summary: Summary | None = None) -> dict:
+    """The baseline dict of ``results`` with the numbers of ``summary`` (computed with intervals if not given)."""
     from fairseg_bench import __version__
 
+    summary = summary if summary is not None else _summary(results)
     return {"schema_version": SCHEMA_VERSION, "kind": KIND, "unit": "percent", "reference": summary.reference,
             "fraction": summary.fraction, **identity(results), "fairseg_bench": __version__,
             "methods": {m: method_record(summary, m) for m in summary.methods}}
 
 
+def _summary(results: Results) -> Summary:
+    from fairseg_bench.results.summary import summarize
+
+    return summarize(results, n_boot=BOOTSTRAP_RESAMPLES)
+
+
 def write_baseline(path: str | os.PathLike, results: Results, summary: Summary | None = None) -> dict:
     """Write the baseline atomically (the summary is computed, with intervals, when not given); returns it."""
-    if summary is None:
-        from fairseg_bench.results.summary import summarize
-
-        summary = summarize(results, n_boot=BOOTSTRAP_RESAMPLES)
     write_json_atomic(path, make_baseline(results, summary))
     return read_baseline(path)
 
@@ -125,6 +129,8 @@ def read_baseline(path: str | os.PathLike) -> dict:
             raise UserError(f"{where}: expected an object")
         _require(record, _METHOD_KEYS, where)
         n = len(record["seeds"])
+        if set(record["iou"]) != set(record["iou_per_seed"]) or not set(record["iou"]) <= set(data["classes"]):
+            raise UserError(f"{where}: iou/iou_per_seed sizes do not match the classes")
         values = [*record["fairness_per_seed"].values(), *record["iou_per_seed"].values()]
         if any(not isinstance(v, list) or len(v) != n for v in values):
             raise UserError(f"{where}: every per-seed list must hold {n} values")

@@ -21,6 +21,7 @@ from fairseg_bench.results.summary import FAIRNESS_KEYS
 
 LOWER_IS_BETTER = ("std", "gap", "cov", "gini")
 METRICS = tuple(FAIRNESS_KEYS)
+HIGHER_IS_BETTER = tuple(k for k in METRICS if k not in LOWER_IS_BETTER)
 UNITS = ("pp", "%")
 
 
@@ -74,9 +75,12 @@ def parse_tolerances(text: str | None) -> dict[str, Tolerance]:
 
 
 def resolve_tolerances(tolerances: dict | None) -> dict[str, Tolerance]:
-    """Defaults overridden by ``tolerances``; an unknown key is a UserError."""
+    """Defaults overridden by ``tolerances`` (``all`` first, then named keys); an unknown key is a UserError."""
     merged = dict(DEFAULT_TOLERANCES)
-    for key, value in (tolerances or {}).items():
+    tolerances = dict(tolerances or {})
+    if "all" in tolerances:
+        merged |= dict.fromkeys(METRICS, parse_tolerance_value(tolerances.pop("all"), name="all"))
+    for key, value in tolerances.items():
         if key not in METRICS:
             raise UserError(f"unknown tolerance key {key!r}; choose from {', '.join(METRICS)}")
         merged[key] = parse_tolerance_value(value, name=key)

@@ -397,13 +397,15 @@ def summary_json(summary: Summary, which: str = "both") -> str:
     return json.dumps(out, indent=1) + "\n"
 
 
-def summary_csv(summary: Summary, which: str = "both") -> str:
-    """One row per method: seeds, per-class IoU and mIoU, and the fairness metrics (percent)."""
-    parts = [summary.n_seeds.rename("seeds").to_frame()]
+def summary_csv(summary: Summary, which: str = "both", class_order: str = "reference") -> str:
+    """One row per method: per-class IoU (and mIoU), the fairness metrics (percent), the number of seeds."""
+    parts = []
     if which in ("both", "per-class"):
-        parts.append(summary.iou[summary.classes + ([MIOU] if which == "per-class" else [])])
+        columns = _columns(summary, class_order)
+        parts.append(summary.iou[columns if which == "per-class" else columns[:-1]])
     if which in ("both", "fairness"):
         parts.append(summary.fairness[list(FAIRNESS_KEYS)])
+    parts.append(summary.n_seeds.rename("seeds").to_frame())
     frame = pd.concat(parts, axis=1)
     frame.index.name = "method"
     return frame.to_csv(float_format="%.6g", lineterminator="\n")
@@ -424,7 +426,7 @@ def render_summary(summary: Summary, fmt: str = "md", *, which: str = "both", sp
     if fmt == "json":
         return summary_json(summary, which)
     if fmt == "csv":
-        return summary_csv(summary, which)
+        return summary_csv(summary, which, class_order)
     tables = []
     if which in ("both", "per-class"):
         tables.append(table1(summary, decimals=digits, split=split, class_order=class_order, labels=labels))

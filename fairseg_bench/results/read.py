@@ -153,8 +153,7 @@ def _read_run(path: Path, obj: dict, scale: str) -> list[Result]:
     stored = np.array([np.nan if v is None else v for v in obj["iou"]], dtype=np.float64)
     has_counts = cm.sum() > 0  # an all-zero matrix carries no counts: the stored IoUs stand alone
     iou = per_class_iou(cm) if has_counts else stored
-    if has_counts:
-        _check_consistent(path, obj, stored, iou)
+    _check_consistent(path, obj, stored, iou)
     per_image = obj.get("per_image") or None
     if per_image is not None:
         per_image = {k: np.asarray(per_image[k], dtype=np.int64) for k in ("tp", "fp", "fn")}
@@ -174,8 +173,8 @@ def _check_consistent(path: Path, obj: dict, stored: np.ndarray, iou: np.ndarray
         return (math.isnan(a) != math.isnan(b)) or (not math.isnan(a) and abs(a - b) > CONSISTENCY_TOLERANCE)
 
     def fail(what: str, value, expected) -> None:
-        raise UserError(f"{path}: stored {what} is {value} but its own confusion matrix gives {expected:.6g}; "
-                        "the file disagrees with itself (edited by hand?)")
+        raise UserError(f"{path}: stored {what} is {value} but its own confusion matrix and IoUs give "
+                        f"{expected:.6g}; the file disagrees with itself (edited by hand?)")
 
     for name, a, b in zip(obj["classes"], stored, iou):
         if differs(a, b):
