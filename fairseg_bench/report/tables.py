@@ -125,6 +125,7 @@ class Table:
     csv: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     row_header: str = "Method"
+    continued_header: str = "continued"  # the row header of the second and later parts
     decimals: int = 2
     labels: dict[str, str] = field(default_factory=dict)  # display names of the methods
 
@@ -155,10 +156,10 @@ class Table:
     def to_markdown(self) -> str:
         """A heading, one pipe table per part, the notes."""
         blocks = [f"### {self.title}"]
-        for part in self.parts:
+        for i, part in enumerate(self.parts):
             cells = self.cells(part)
             cells = cells.where(~self._bold(part), "**" + cells.astype(str) + "**")
-            blocks.append(markdown_table(cells, self.row_header))
+            blocks.append(markdown_table(cells, self._header(i)))
         blocks += self.notes
         return "\n\n".join(blocks) + "\n"
 
@@ -169,13 +170,16 @@ class Table:
         """
         if environment not in LATEX_ENVIRONMENTS:
             raise UserError(f"unknown LaTeX environment {environment!r}; choose from {', '.join(LATEX_ENVIRONMENTS)}")
-        tabulars = [_fit(self._tabular(part)) for part in self.parts]
+        tabulars = [_fit(self._tabular(part, self._header(i))) for i, part in enumerate(self.parts)]
         caption = latex_text(" ".join([self.title, *self.notes]))
         return (f"\\begin{{{environment}}}[t]\n\\centering\n\\footnotesize\n\\setlength{{\\tabcolsep}}{{3pt}}\n"
                 f"\\caption{{{caption}}}\n\\label{{{label or 'tab:' + self.name}}}\n"
-                + "\n\\medskip\n".join(tabulars) + f"\n\\end{{{environment}}}\n")
+                + "\n\\par\\medskip\n".join(tabulars) + f"\n\\end{{{environment}}}\n")
 
-    def _tabular(self, part: Part) -> str:
+    def _header(self, i: int) -> str:
+        return self.row_header if i == 0 else self.continued_header
+
+    def _tabular(self, part: Part, header: str) -> str:
         cells = self.cells(part, pm=" ± ")
         bold = self._bold(part)
         columns = list(cells.columns)
@@ -183,7 +187,7 @@ class Table:
         if columns and isinstance(columns[0], tuple):
             lines += _group_header(columns)
             columns = [c[-1] for c in columns]
-        lines.append(" & ".join([latex_text(self.row_header), *map(latex_text, columns)]) + " \\\\")
+        lines.append(" & ".join([latex_text(header), *map(latex_text, columns)]) + " \\\\")
         lines.append("\\midrule")
         for r, (name, row) in enumerate(zip(cells.index, cells.itertuples(index=False))):
             texts = [latex_text(v) for v in row]
@@ -195,11 +199,11 @@ class Table:
     def to_html(self) -> str:
         """HTML tables with the best values in bold and the notes under them."""
         html = [f"<h3 id='{self.name}'>{_html(self.title)}</h3>"]
-        for part in self.parts:
+        for i, part in enumerate(self.parts):
             cells = self.cells(part)
             bold = self._bold(part)
             columns = [" ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c) for c in cells.columns]
-            head = "".join(f"<th>{_html(c)}</th>" for c in [self.row_header, *columns])
+            head = "".join(f"<th>{_html(c)}</th>" for c in [self._header(i), *columns])
             rows = []
             for r, (name, row) in enumerate(zip(cells.index, cells.itertuples(index=False))):
                 tds = "".join(f"<td style='font-weight: bold'>{_html(v)}</td>" if bold[r, c] else f"<td>{_html(v)}</td>"
@@ -325,6 +329,7 @@ def table2(summary: Summary, against: pd.DataFrame, *, decimals: int = 2, split:
     rows = against.assign(**{MIOU: against.mean(axis=1, skipna=True)})
     mean = pd.concat([rows[columns], summary.iou[columns]])
     std = pd.concat([pd.DataFrame(np.nan, index=rows.index, columns=columns), summary.iou_std[columns]])
+    mean.index.name = std.index.name = "method"
     parts = [Part(mean[c], std[c], bold=best_mask(mean[c], decimals)) for c in split_columns(columns, 2 if split else 1)]
     return Table("table2", f"Table 2: per-class IoU (%), sorted by {against.index[0]}.", parts, mean,
                  _seed_note(summary), decimals=decimals, labels=labels or {})
