@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import call_main
 from scipy import stats
 
-from cli_helpers import call_main
 from fairseg_bench import check as gate
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import write_json_atomic
@@ -420,13 +420,15 @@ def test_spread_rule_with_one_seed_per_side_falls_back_with_a_note(tmp_path):
 def test_spread_rule_with_one_current_seed_uses_the_baseline_spread(tmp_path):
     baseline = gate.make_baseline(spread_runs(tmp_path, "base", [0.40, 0.44, 0.48]))
     row = next(
-        r for r in gate.compare(spread_runs(tmp_path, "cur", [0.42]), baseline, rule="spread").rows if r.metric == "worst"
+        r for r in gate.compare(spread_runs(tmp_path, "cur", [0.42]), baseline, rule="spread").rows
+        if r.metric == "worst"
     )
     assert row.allowed == pytest.approx(100 * stats.t.ppf(0.975, 2) * 0.04 * math.sqrt(1 / 3 + 1))
 
 
 def test_baseline_stores_seed_means_spread_and_per_seed_values(tmp_path):
-    ious = {0: [0.9, 0.8, 0.3, 0.6, 0.8, 0.2], 1: [0.92, 0.78, 0.36, 0.58, 0.84, 0.1], 2: [0.91, 0.8, 0.33, 0.61, 0.83, 0.3]}
+    ious = {0: [0.9, 0.8, 0.3, 0.6, 0.8, 0.2], 1: [0.92, 0.78, 0.36, 0.58, 0.84, 0.1],
+            2: [0.91, 0.8, 0.33, 0.61, 0.83, 0.3]}
     for seed, iou in ious.items():
         write_run(tmp_path / "runs", "mcce", seed, iou)
     record = gate.make_baseline(load_runs(tmp_path / "runs"))["methods"]["mcce"]
@@ -440,7 +442,7 @@ def test_baseline_stores_seed_means_spread_and_per_seed_values(tmp_path):
     assert record["fairness_std"]["worst"] == pytest.approx(np.std(worst, ddof=1))
 
 
-def per_image_counts(seed, n_images=40, k=len(CLASSES)):
+def per_image_counts(seed, n_images=40, k=len(CLASSES)):  # noqa: B008 - a constant
     rng = np.random.default_rng(seed)
     return {
         "tp": rng.integers(5, 60, (n_images, k)),

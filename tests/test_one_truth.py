@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from cli_helpers import call_main, fairseg
+
 from fairseg_bench.report.tables import format_number
 from fairseg_bench.results.summary import FAIRNESS_KEYS
 

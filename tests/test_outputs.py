@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_helpers import call_main
 from report_synthetic import write_experiment
 
@@ -58,7 +57,8 @@ def test_core_tie_helpers():
 @pytest.mark.parametrize("command", ["metrics", "report", "check"])
 @pytest.mark.parametrize("fraction", ["0.9", "0", "-0.1", "0.51"])
 def test_fraction_outside_zero_to_a_half_is_an_error(command, fraction, experiment, tmp_path, capsys):
-    extra = {"metrics": [], "report": ["--out", tmp_path / "r"], "check": ["--baseline", tmp_path / "b.json", "--update"]}
+    extra = {"metrics": [], "report": ["--out", tmp_path / "r"],
+             "check": ["--baseline", tmp_path / "b.json", "--update"]}
     code, _, err = call_main(capsys, command, experiment, "--fraction", fraction, *extra[command])
     assert code == 2 and "(0, 0.5]" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists() and not (tmp_path / "b.json").exists()

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from report_synthetic import CLASSES, write_experiment, write_run
 
 from fairseg_bench.cli import main
 from fairseg_bench.report import build_report
-from report_synthetic import CLASSES, write_experiment, write_run
 
 METHODS = ("mcce", "focal", "tce")
 SEEDS = (0, 1)
@@ -200,8 +200,8 @@ def test_paired_bootstrap_marks_and_intervals(tmp_path):
     diffs = []
     for _ in range(2000):
         rows = rng.integers(0, n, n)
-        seed_mean = {m: np.mean([iou_from_stats(stats[m][s], rows)[truck] for s in rng.integers(0, len(SEEDS), len(SEEDS))])
-                     for m in stats}
+        seed_mean = {m: np.mean([iou_from_stats(stats[m][s], rows)[truck]
+                                 for s in rng.integers(0, len(SEEDS), len(SEEDS))]) for m in stats}
         diffs.append(seed_mean["tce"] - seed_mean["mcce"])
     low, high = np.percentile(diffs, [2.5, 97.5])
     width = high - low

@@ -152,8 +152,9 @@ def compare(results: Results, baseline: dict, tolerances: dict | None = None, pe
                          notes=list(summary.warnings))
     theirs = baseline.get("environment") or {}
     for key in ENVIRONMENT_KEYS:
-        if theirs.get(key) is not None and ours["environment"][key] is not None and theirs[key] != ours["environment"][key]:
-            result.notes.append(f"baseline made with {key} {theirs[key]}, runs with {ours['environment'][key]}: "
+        mine = ours["environment"][key]
+        if theirs.get(key) is not None and mine is not None and theirs[key] != mine:
+            result.notes.append(f"baseline made with {key} {theirs[key]}, runs with {mine}: "
                                 "float results may differ within the tolerances")
     reference = baseline["methods"]
     result.missing_methods = sorted(set(reference) - set(current))

@@ -21,7 +21,8 @@ def _table(rows: list[Comparison], first: str) -> list[str]:
     ]
     for r in rows:
         lines.append(
-            f"| {r.method} | {r.metric} | {'↑' if r.higher_is_better else '↓'} | {_value(r.baseline)} | {_value(r.current)} "
+            f"| {r.method} | {r.metric} | {'↑' if r.higher_is_better else '↓'} | {_value(r.baseline)} "
+            f"| {_value(r.current)} "
             f"| {_pp(r.delta)} | {_pp(r.allowed, sign=False)} | {_status(r)} |"
         )
     return lines
@@ -46,7 +47,8 @@ def to_markdown(result: CheckResult, runs_label: str = "", baseline_label: str =
     lines += [
         where,
         "",
-        "Values in percent (IoU; CoV and Gini ×100); sorted groups ranked by the reference; Δ = current − baseline in percentage points; "
+        "Values in percent (IoU; CoV and Gini ×100); sorted groups ranked by the reference; "
+        "Δ = current − baseline in percentage points; "
         "allowed = the largest tolerated worsening (a drop where ↑ is better, a rise where ↓ is).",
         "",
     ]

@@ -26,6 +26,7 @@ dimensions, so a ``(B, K)`` stack of bootstrap replicates is one call.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -244,6 +245,8 @@ def sorted_group_range(iou, reference, fraction: float = 0.25, group: str = "bot
     fixed = [c for c in members if c not in tied]
     slots = k - len(fixed)
     candidates = np.sort(x[tied]) if tied else np.array([])
-    low = np.nanmean(np.concatenate([x[fixed], candidates[:slots]])) if k else np.nan
-    high = np.nanmean(np.concatenate([x[fixed], candidates[candidates.size - slots:] if slots else []])) if k else np.nan
+    if not k:
+        return math.nan, math.nan
+    low = np.nanmean(np.concatenate([x[fixed], candidates[:slots]]))
+    high = np.nanmean(np.concatenate([x[fixed], candidates[candidates.size - slots:] if slots else []]))
     return float(low), float(high)

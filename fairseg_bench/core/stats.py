@@ -161,7 +161,8 @@ def _reference_replicates(reference, counts, n_images):
     if isinstance(reference, dict):
         ref = _per_image(reference)
         if ref["tp"].shape[0] != n_images:
-            raise ValueError(f"the reference has {ref['tp'].shape[0]} images, the model {n_images}: not the same images")
+            raise ValueError(f"the reference has {ref['tp'].shape[0]} images, the model {n_images}: "
+                             "not the same images")
         totals = resample_totals(ref, counts)
         return _iou(*(ref[key].sum(0) for key in _STATS)), _iou(totals["tp"], totals["fp"], totals["fn"])
     reference = np.asarray(reference, dtype=np.float64)
@@ -307,8 +308,8 @@ def spread_halfwidth(base_values, cur_values, confidence: float = 0.95) -> float
     has one); None when neither side has two seeds.
 
     Example:
-        >>> round(spread_halfwidth([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]), 4)
-        2.2669
+        >>> round(spread_halfwidth([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]), 3)
+        2.267
     """
     from scipy import stats as sps
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
@@ -89,7 +88,8 @@ def _grouped_bars(ax, values: pd.DataFrame, lower: pd.DataFrame, upper: pd.DataF
         yerr = np.vstack([lower.loc[method].to_numpy(), upper.loc[method].to_numpy()])
         yerr = yerr if yerr.any() else None  # no caps drawn for intervals that do not exist
         bars = ax.bar(x + offset, values.loc[method].fillna(0).to_numpy(), width, color=colours[method],
-                      label=(labels or {}).get(method, method), yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#222222"})
+                      label=(labels or {}).get(method, method), yerr=yerr,
+                      error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#222222"})
         if alphas is not None:
             for bar, alpha in zip(bars, alphas.loc[method].to_numpy()):
                 bar.set_alpha(alpha)
@@ -142,7 +142,8 @@ def plot_delta_iou(summary: Summary, labels: dict | None = None) -> Figure | Non
         return None
     columns = summary.order + [MIOU]
     delta = summary.delta.loc[others, columns]
-    lower, upper = _error_bars(delta, summary.delta_low.loc[others, columns], summary.delta_high.loc[others, columns], None)
+    lower, upper = _error_bars(delta, summary.delta_low.loc[others, columns], summary.delta_high.loc[others, columns],
+                               None)
     has_ci = summary.delta_low.loc[others, columns].notna()
     alphas = pd.DataFrame(np.where(summary.significant.loc[others, columns] | ~has_ci, 1.0, 0.35),
                           index=others, columns=columns)
@@ -153,7 +154,8 @@ def plot_delta_iou(summary: Summary, labels: dict | None = None) -> Figure | Non
     ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
     ax.set_ylabel(f"Δ IoU vs {summary.reference} (pp)")
     level = round(summary.confidence * 100)
-    bars = (f"error bars: paired {level}% bootstrap CI over validation images{_and_seeds(summary)}" if has_ci.any().any()
+    bars = (f"error bars: paired {level}% bootstrap CI over validation images{_and_seeds(summary)}"
+            if has_ci.any().any()
             else "no error bars (no per-image statistics)")
     ax.set_title(f"IoU difference against {summary.reference}\n{bars}", fontsize=10)
     colours = method_colours(summary.methods, summary.reference)
@@ -312,7 +314,8 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
                 c = classes.index(col[2:]) if col[2:] in classes else 0
                 if col in named:
                     ax.plot(steps, smooth[col], color=colours[c], lw=1.6)
-                    ax.annotate(col[2:], (steps.iloc[-1] if hasattr(steps, "iloc") else steps[-1], smooth[col].iloc[-1]),
+                    end = steps.iloc[-1] if hasattr(steps, "iloc") else steps[-1]
+                    ax.annotate(col[2:], (end, smooth[col].iloc[-1]),
                                 xytext=(4, 0), textcoords="offset points", fontsize=8, color=colours[c], va="center")
                 else:
                     ax.plot(steps, smooth[col], color="#bbbbbb", lw=0.7)
@@ -328,7 +331,8 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
         share = draws / draws.sum() if draws.sum() > 0 else draws
         hist_ax.bar(np.arange(len(classes)), share, color=colours)
         hist_ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
-        hist_ax.set_xticks(np.arange(len(classes)), classes, rotation=60, ha="right", fontsize=7, rotation_mode="anchor")
+        hist_ax.set_xticks(np.arange(len(classes)), classes, rotation=60, ha="right", fontsize=7,
+                           rotation_mode="anchor")
         hist_ax.set_ylabel("share of draws", fontsize=8)
         hist_ax.set_title(f"classes drawn ({int(draws.sum())} draws)", fontsize=9)
         hist_ax.grid(axis="y", alpha=0.3)
@@ -338,7 +342,8 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
 def plot_training_curves(data: Results, summary: Summary, labels: dict | None = None) -> Figure | None:
     """Training loss (smoothed, one line per seed) and learning rate of every method."""
     histories = {m: [(r.seed, _read_history(r)) for r in data.runs_of(m)] for m in summary.methods}
-    histories = {m: [(s, h) for s, h in hs if h is not None and {"step", "loss"} <= set(h.columns)] for m, hs in histories.items()}
+    histories = {m: [(s, h) for s, h in hs if h is not None and {"step", "loss"} <= set(h.columns)]
+                 for m, hs in histories.items()}
     histories = {m: hs for m, hs in histories.items() if hs}
     if not histories:
         return None
@@ -346,7 +351,7 @@ def plot_training_curves(data: Results, summary: Summary, labels: dict | None = 
     fig = _new(12, 4.2)
     loss_ax, lr_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     for method, runs in histories.items():
-        for i, (seed, h) in enumerate(runs):
+        for i, (_seed, h) in enumerate(runs):
             window = max(1, len(h) // 40)
             smooth = h["loss"].rolling(window, min_periods=1).mean()
             loss_ax.plot(h["step"], smooth, color=colours[method], lw=1.3, alpha=0.85,
@@ -445,7 +450,8 @@ def plot_qualitative(data: Results, summary: Summary, labels: dict | None = None
             if r == 0:
                 ax.set_title(columns[c], fontsize=9)
         axes[r, 0].set_ylabel(f"sample {s}", fontsize=8)
-    present = np.unique(np.concatenate([first["target"][chosen].ravel()] + [same[m]["pred"][chosen].ravel() for m in same]))
+    shown = [first["target"][chosen].ravel()] + [same[m]["pred"][chosen].ravel() for m in same]
+    present = np.unique(np.concatenate(shown))
     present = [int(c) for c in present if c < k]
     handles = [Patch(facecolor=palette[c] / 255.0, edgecolor="#555555", label=data.classes[c]) for c in present]
     handles.append(Patch(facecolor=np.array(IGNORE_COLOUR) / 255.0, label="ignored"))

@@ -26,8 +26,10 @@ TEMPLATE = """<!DOCTYPE html>
  h3 { font-size: 1.05rem; margin-top: 1.6rem; }
  nav a { margin-right: 1rem; }
  .scroll { overflow-x: auto; }
- table.report-table { border-collapse: collapse; margin: .6rem 0; font-size: .82rem; font-variant-numeric: tabular-nums; }
- table.report-table th, table.report-table td { border: 1px solid #d0d7de; padding: .25rem .45rem; text-align: right; white-space: nowrap; }
+ table.report-table { border-collapse: collapse; margin: .6rem 0; font-size: .82rem;
+                      font-variant-numeric: tabular-nums; }
+ table.report-table th, table.report-table td { border: 1px solid #d0d7de; padding: .25rem .45rem;
+                                                text-align: right; white-space: nowrap; }
  table.report-table th { background: #f6f8fa; }
  table.report-table thead th[colspan] { text-align: center; }
  table.report-table tbody th { text-align: left; }
@@ -48,12 +50,14 @@ TEMPLATE = """<!DOCTYPE html>
 {% for table in tables %}<div class="scroll">{{ table | safe }}</div>
 {% endfor %}
 <h2 id="figures">Figures</h2>
-{% for fig in figures %}<figure id="fig-{{ fig.name }}"><img alt="{{ fig.caption }}" src="data:image/png;base64,{{ fig.data }}">
+{% for fig in figures %}<figure id="fig-{{ fig.name }}">
+<img alt="{{ fig.caption }}" src="data:image/png;base64,{{ fig.data }}">
 <figcaption>{{ fig.caption }}</figcaption></figure>
 {% endfor %}
 <h2 id="configs">Run configs</h2>
 {% if not configs %}<p class="note">No run configs (the inputs were per-class IoU tables).</p>{% endif %}
-{% for run in configs %}<details><summary>{{ run.label }} — <code>{{ run.source }}</code></summary><pre>{{ run.text }}</pre></details>
+{% for run in configs %}<details><summary>{{ run.label }} — <code>{{ run.source }}</code></summary>
+<pre>{{ run.text }}</pre></details>
 {% endfor %}
 </body>
 </html>

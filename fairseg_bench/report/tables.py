@@ -209,7 +209,8 @@ class Table:
                 tds = "".join(f"<td style='font-weight: bold'>{_html(v)}</td>" if bold[r, c] else f"<td>{_html(v)}</td>"
                               for c, v in enumerate(row))
                 rows.append(f"<tr><th>{_html(name)}</th>{tds}</tr>")
-            html.append(f"<table class=\"report-table\"><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            html.append(f"<table class=\"report-table\"><thead><tr>{head}</tr></thead>"
+                        f"<tbody>{''.join(rows)}</tbody></table>")
         html += [f"<p class='note'>{_html(n)}</p>" for n in self.notes]
         return "\n".join(html)
 
@@ -330,7 +331,8 @@ def table2(summary: Summary, against: pd.DataFrame, *, decimals: int = 2, split:
     mean = pd.concat([rows[columns], summary.iou[columns]])
     std = pd.concat([pd.DataFrame(np.nan, index=rows.index, columns=columns), summary.iou_std[columns]])
     mean.index.name = std.index.name = "method"
-    parts = [Part(mean[c], std[c], bold=best_mask(mean[c], decimals)) for c in split_columns(columns, 2 if split else 1)]
+    parts = [Part(mean[c], std[c], bold=best_mask(mean[c], decimals))
+             for c in split_columns(columns, 2 if split else 1)]
     return Table("table2", f"Table 2: per-class IoU (%), sorted by {against.index[0]}.", parts, mean,
                  _seed_note(summary), decimals=decimals, labels=labels or {})
 
