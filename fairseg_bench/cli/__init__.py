@@ -52,11 +52,16 @@ def cli():
     """Fairness across classes in semantic segmentation: train, evaluate, compare, gate."""
 
 
+# OSErrors that are not about a file the user named (sockets, processes, timeouts): internal errors.
+_NOT_ABOUT_FILES = (ConnectionError, TimeoutError, BlockingIOError, ChildProcessError, InterruptedError)
+
+
 def main(argv=None):
     """Entry point: user mistakes become one line on stderr and exit status 2, never a traceback.
 
-    A user mistake is a ``UserError`` or an ``OSError`` about a path (a missing or unreadable
-    file); anything else is a bug in fairseg-bench and shows its traceback. Set
+    A user mistake is a ``UserError`` or an ``OSError`` about a file (missing, unreadable,
+    corrupt, a full disk); anything else, a ``KeyError`` or ``ValueError`` included, is a bug in
+    fairseg-bench and shows its traceback. Set
     FAIRSEG_BENCH_DEBUG=1 to see the traceback of user mistakes too.
     """
     try:
@@ -75,9 +80,7 @@ def main(argv=None):
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (UserError, OSError) as exc:
-        if isinstance(exc, OSError) and exc.filename is None:  # not a path problem: an internal error
-            raise
-        if os.environ.get("FAIRSEG_BENCH_DEBUG"):
+        if isinstance(exc, _NOT_ABOUT_FILES) or os.environ.get("FAIRSEG_BENCH_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         click.echo(f"error: {message}", err=True)
