@@ -178,30 +178,19 @@ def plot_fairness(summary: Summary, labels: dict | None = None) -> Figure:
     its interval.
     """
     methods = summary.methods
-    block = summary.blocks["fairness"]
     ref = summary.reference
-    keys = [k for k, _, _ in FAIRNESS_PANELS]
-    units = {k: "ratio" if k in ("cov", "gini") else "pp" for k in keys}
+    units = {k: "ratio" if k in ("cov", "gini") else "pp" for k, _, _ in FAIRNESS_PANELS}
     ncols = 4
     nrows = math.ceil(len(FAIRNESS_PANELS) / ncols)
     fig = _new(3.2 * ncols, 0.35 * len(methods) * nrows + 1.6 * nrows + 0.8)
     colours = method_colours(methods, ref)
     y = np.arange(len(methods))[::-1]
-    column = {k: list(summary.fairness.columns).index(k) for k in keys}
-    ref_mean = summary.fairness.loc[ref]
     axes = {}
     for i, (key, title, direction) in enumerate(FAIRNESS_PANELS):
         share = next((axes[k] for k in axes if units[k] == units[key]), None)
         ax = fig.add_subplot(nrows, ncols, i + 1, sharex=share)
         axes[key] = ax
-        for j, m in enumerate(methods):
-            seeds = block.per_seed[m][:, column[key]] - ref_mean[key]
-            ax.plot(seeds, np.full(seeds.shape, y[j] + 0.18), "o", ms=3, color=colours[m], alpha=0.55)
-            mean = summary.fairness.loc[m, key] - ref_mean[key]
-            low = summary.fairness_low.loc[m, key] - ref_mean[key]
-            high = summary.fairness_high.loc[m, key] - ref_mean[key]
-            err = [[max(mean - low, 0)], [max(high - mean, 0)]] if np.isfinite(low) and np.isfinite(high) else None
-            ax.errorbar(mean, y[j], xerr=err, fmt="D", color=colours[m], capsize=3, ms=5)
+        _difference_points(ax, summary, key, y, colours)
         ax.axvline(0, color=REFERENCE_COLOUR, lw=0.8, ls=":")
         ax.set_yticks(y, [_name(m, labels) for m in methods] if i % ncols == 0 else [""] * len(methods), fontsize=8)
         ax.set_ylim(-0.7, len(methods) - 0.3)
@@ -213,6 +202,18 @@ def plot_fairness(summary: Summary, labels: dict | None = None) -> Figure:
     fig.suptitle(f"Fairness metrics minus {_name(ref, labels)}'s; dots: seeds; intervals: {summary.interval}",
                  fontsize=10)
     return fig
+
+
+def _difference_points(ax, summary: Summary, key: str, y: np.ndarray, colours) -> None:
+    """Each method's seeds (dots) and mean with its interval (diamond), minus the reference's mean."""
+    column = list(summary.fairness.columns).index(key)
+    base = summary.fairness.loc[summary.reference, key]
+    for j, m in enumerate(summary.methods):
+        seeds = summary.blocks["fairness"].per_seed[m][:, column] - base
+        ax.plot(seeds, np.full(seeds.shape, y[j] + 0.18), "o", ms=3, color=colours[m], alpha=0.55)
+        mean = summary.fairness.loc[m, key] - base
+        err = _span(mean, summary.fairness_low.loc[m, key] - base, summary.fairness_high.loc[m, key] - base)
+        ax.errorbar(mean, y[j], xerr=err, fmt="D", color=colours[m], capsize=3, ms=5)
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> list[int]:
@@ -298,45 +299,48 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
             rows.append((run, history, weights, sampler))
     if not rows:
         return None
-    classes = data.classes
-    colours = _class_colours(len(classes))
+    colours = _class_colours(len(data.classes))
     fig = _new(13, 3.4 * len(rows) + 0.6)
     grid = fig.add_gridspec(len(rows), 2, width_ratios=[1.6, 1])
     for i, (run, history, weights, sampler) in enumerate(rows):
         ax = fig.add_subplot(grid[i, 0])
         if weights:
-            steps = history["step"] if "step" in history.columns else history.index
-            window = max(1, len(history) // 25)
-            smooth = history[weights].rolling(window, min_periods=1, center=True).mean()
-            movement = (smooth.max() - smooth.min()).sort_values(ascending=False)
-            named = set(movement.index[:n_labelled])
-            for col in weights:
-                c = classes.index(col[2:]) if col[2:] in classes else 0
-                if col in named:
-                    ax.plot(steps, smooth[col], color=colours[c], lw=1.6)
-                    end = steps.iloc[-1] if hasattr(steps, "iloc") else steps[-1]
-                    ax.annotate(col[2:], (end, smooth[col].iloc[-1]),
-                                xytext=(4, 0), textcoords="offset points", fontsize=8, color=colours[c], va="center")
-                else:
-                    ax.plot(steps, smooth[col], color="#bbbbbb", lw=0.7)
-        ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
+            _weight_lines(ax, history, weights, data.classes, colours, n_labelled)
+        ax.axhline(1 / len(data.classes), color="black", lw=0.8, ls="--")
         ax.set_title(f"{_name(run.method, labels)} (seed {run.seed}): class-draw weights, smoothed; "
                      f"named: the {n_labelled} that move most; dashed: uniform 1/K", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("weight", fontsize=8)
         ax.margins(x=0.12)
         ax.grid(alpha=0.3)
-        hist_ax = fig.add_subplot(grid[i, 1])
-        draws = np.asarray(sampler.get("draw_histogram") or [0] * len(classes), dtype=float)
-        share = draws / draws.sum() if draws.sum() > 0 else draws
-        hist_ax.bar(np.arange(len(classes)), share, color=colours)
-        hist_ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
-        hist_ax.set_xticks(np.arange(len(classes)), classes, rotation=60, ha="right", fontsize=7,
-                           rotation_mode="anchor")
-        hist_ax.set_ylabel("share of draws", fontsize=8)
-        hist_ax.set_title(f"classes drawn ({int(draws.sum())} draws)", fontsize=9)
-        hist_ax.grid(axis="y", alpha=0.3)
+        _draw_shares(fig.add_subplot(grid[i, 1]), sampler, data.classes, colours)
     return fig
+
+
+def _weight_lines(ax, history: pd.DataFrame, weights: list[str], classes: list[str], colours, n_labelled: int):
+    """Smoothed weight of every class; the ``n_labelled`` that move most coloured and named."""
+    steps = history["step"] if "step" in history.columns else pd.Series(history.index)
+    smooth = history[weights].rolling(max(1, len(history) // 25), min_periods=1, center=True).mean()
+    named = set((smooth.max() - smooth.min()).sort_values(ascending=False).index[:n_labelled])
+    for col in weights:
+        colour = colours[classes.index(col[2:])] if col[2:] in classes else colours[0]
+        if col not in named:
+            ax.plot(steps, smooth[col], color="#bbbbbb", lw=0.7)
+            continue
+        ax.plot(steps, smooth[col], color=colour, lw=1.6)
+        ax.annotate(col[2:], (steps.iloc[-1], smooth[col].iloc[-1]), xytext=(4, 0), textcoords="offset points",
+                    fontsize=8, color=colour, va="center")
+
+
+def _draw_shares(ax, sampler: dict, classes: list[str], colours) -> None:
+    """The share of draws per class, against the uniform 1/K."""
+    draws = np.asarray(sampler.get("draw_histogram") or [0] * len(classes), dtype=float)
+    ax.bar(np.arange(len(classes)), draws / draws.sum() if draws.sum() > 0 else draws, color=colours)
+    ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(classes)), classes, rotation=60, ha="right", fontsize=7, rotation_mode="anchor")
+    ax.set_ylabel("share of draws", fontsize=8)
+    ax.set_title(f"classes drawn ({int(draws.sum())} draws)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def plot_training_curves(data: Results, summary: Summary, labels: dict | None = None) -> Figure | None:
