@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: setup run test test-slow bench docs typecheck clean
+.PHONY: setup run test test-slow lint bench docs typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q --doctest-modules fairseg_bench/core
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fairseg_bench tests benchmarks
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
