@@ -22,6 +22,7 @@ COMMANDS = {
     "datasets": "fairseg_bench.cli.datasets:datasets",
     "report": "fairseg_bench.cli.report:report",
     "check": "fairseg_bench.cli.check:check",
+    "status": "fairseg_bench.cli.status:status",
 }
 
 
