@@ -134,7 +134,7 @@ class TrainConfig:
     batch_size: int = _checked(16, _positive_int)
     checkpoint_every: int = _checked(100, _positive_int)
     amp: bool = _checked(True, _bool)  # used on CUDA only
-    channels_last: bool = _checked(True, _bool)  # used on CUDA only
+    channels_last: bool = _checked(True, _bool)  # training on every device; CPU evaluation stays NCHW
 
 
 @dataclass(frozen=True)

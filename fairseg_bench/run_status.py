@@ -86,7 +86,7 @@ def write_status(run_dir: Path, state: str, **fields) -> None:
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
     record = read_status(run_dir)
-    if state == "running" and record.get("state") != "running":
+    if state in ("queued", "running") and record.get("state") != state:
         record.pop("error", None)  # a new attempt
     record.update(fields, state=state, updated=time.time())
     if state == "running":
@@ -137,6 +137,13 @@ def run_row(run_dir: Path) -> dict:
         state = "queued" if record else "not started"
     shown = f"{step}/{total}" if step is not None and total else ("" if step is None else str(step))
     return {"run": run_dir.name, "state": state, "step": shown or "-", "where": where or "-", "note": note}
+
+
+def mark_queued(run_dirs, **fields) -> None:
+    """Record runs as queued, except those done or held by a live process."""
+    for run_dir in run_dirs:
+        if run_row(Path(run_dir))["state"] not in ("done", "running"):
+            write_status(run_dir, "queued", **fields)
 
 
 def sweep_rows(out: Path) -> list[dict]:

@@ -253,9 +253,11 @@ class TrainState:
         self.step, self.history, self.train_time_s = state["step"], state["history"], state["train_time_s"]
 
 
-def use_channels_last(cfg: ExperimentConfig, device: torch.device) -> bool:
-    """channels_last on CUDA."""
-    return device.type == "cuda" and cfg.train.channels_last
+def use_channels_last(cfg: ExperimentConfig, device: torch.device, *, training: bool = True) -> bool:
+    """channels_last (NHWC) for training on every device: oneDNN's CPU convolutions are faster
+    in it too (``benchmarks/bench_step.py``). CPU evaluation stays contiguous, the layout
+    ``fairseg-bench evaluate`` uses, so that it reproduces a run's confusion matrix bit for bit."""
+    return cfg.train.channels_last and (training or device.type == "cuda")
 
 
 def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
@@ -272,7 +274,7 @@ def build_train_state(exp: Experiment, loss, seed: int) -> TrainState:
     seed_everything(seed + exp.rank)
     model = build_model(cfg.model.name, num_classes=ds.num_classes, pretrained=cfg.model.pretrained).to(device)
     if use_channels_last(cfg, device):
-        model = model.to(memory_format=torch.channels_last)
+        model = engine.to_channels_last(model)
     criterion = build_loss(loss, num_classes=ds.num_classes, ignore_index=ds.ignore_index,
                            class_pixel_counts=exp.class_index.class_pixel_counts()).to(device)
     sampler = build_sampler(loss, class_index=exp.class_index, batch_size=cfg.train.batch_size // exp.world_size,
@@ -373,9 +375,11 @@ def evaluate_and_write(state: TrainState, exp: Experiment, loss, seed: int, run_
     if exp.world_size > 1:  # DDP syncs buffers at the start of a forward: after the last step
         for buffer in model.buffers():  # each rank's BatchNorm statistics are its own; use rank 0's,
             dist.broadcast(buffer, src=0)  # the ones in the checkpoint
+    channels_last = use_channels_last(cfg, exp.device, training=False)
+    if not channels_last:
+        model.to(memory_format=torch.contiguous_format)
     eval_start = time.perf_counter()
-    cm, per_image = _evaluate(exp, model, amp=use_amp(cfg, exp.device),
-                              channels_last=use_channels_last(cfg, exp.device))
+    cm, per_image = _evaluate(exp, model, amp=use_amp(cfg, exp.device), channels_last=channels_last)
     eval_time = time.perf_counter() - eval_start
     if exp.rank == 0:
         samples = engine.predict_samples(model, exp.val_set, cfg.eval.samples, device=exp.device)

@@ -56,13 +56,15 @@ class Progress:
         """A line if the run's status record shows a step it has not shown yet."""
         record = read_status(spec.run_dir)
         step = record.get("step")
-        if record.get("state") == "running" and isinstance(step, int) and step != self.last_step.get(spec.name):
+        if record.get("state") == "running" and isinstance(step, int) and step != self.last_step.get(spec.name, 0):
             self.last_step[spec.name] = step
             self.line(spec, f"step {step}/{record.get('total', '?')}")
 
     def ended(self, spec: RunSpec, failure: Failure | None, seconds: float | None = None) -> None:
         self.finished += 1
-        if failure is None:
+        if failure is None and not (spec.run_dir / "metrics.json").is_file():
+            self.line(spec, "skipped: another process holds it (see its log)")
+        elif failure is None:
             took = f" in {seconds:.0f} s" if seconds is not None else ""
             self.line(spec, f"finished{took}")
         else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from fairseg_bench.config import dump_config
 from fairseg_bench.launch.monitor import Failure, Progress, RunSpec, sleep
 from fairseg_bench.launch.resources import default_jobs, local_slots
-from fairseg_bench.run_status import SWEEP_DIR, log_file, read_status, write_status
+from fairseg_bench.run_status import SWEEP_DIR, log_file, mark_queued, read_status, write_status
 
 
 def sweep_config_file(exp) -> Path:
@@ -70,9 +70,7 @@ def run_pool(exp, specs: list[RunSpec], launcher) -> list[Failure]:
     jobs = min(launcher.jobs or default_jobs(exp.cfg.device), len(specs)) or 1
     slots = local_slots(jobs, exp.device.type)
     config_file = sweep_config_file(exp)
-    for spec in specs:
-        if read_status(spec.run_dir).get("state") != "done":
-            write_status(spec.run_dir, "queued")
+    mark_queued(s.run_dir for s in specs)
     queue, running, failures = list(specs), {}, []
     progress = Progress(specs)
     try:

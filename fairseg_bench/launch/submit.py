@@ -20,7 +20,7 @@ from pathlib import Path
 from fairseg_bench.errors import UserError
 from fairseg_bench.launch.monitor import Failure, Progress, RunSpec, log, sleep
 from fairseg_bench.launch.resources import default_jobs, local_slots
-from fairseg_bench.run_status import SWEEP_DIR, read_status, write_status
+from fairseg_bench.run_status import SWEEP_DIR, mark_queued, read_status, write_status
 
 try:
     import submitit
@@ -123,9 +123,7 @@ def run_submitit(exp, specs: list[RunSpec], launcher, *, wait: bool = True) -> l
         jobs, threads = launcher.jobs, launcher.cpus_per_run
     task = RunTask(config_file.resolve(), Path.cwd(), threads)
     executor = make_executor(launcher, folder, exp.cfg.name, jobs)
-    for spec in specs:
-        if read_status(spec.run_dir).get("state") != "done":
-            write_status(spec.run_dir, "queued")
+    mark_queued(s.run_dir for s in specs)
     if launcher.name == "slurm":
         submitted = executor.map_array(task, [s.loss for s in specs], [s.seed for s in specs])
         for spec, job in zip(specs, submitted):
