@@ -2,7 +2,6 @@
 executor, with a preemption and requeue), a failing run among others, the Slurm job array up to
 the submitit call, and ``fairseg-bench status`` — on a tiny CPU config, compared bit for bit with
 ``--jobs 1``."""
-import json
 import os
 import signal
 import subprocess
@@ -247,3 +246,29 @@ def test_local_slots_split_gpus_and_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert resources.local_slots(2, "cpu", cores=16)[0]["OMP_NUM_THREADS"] == "1"  # the user's cap holds
     assert resources.default_jobs("cpu") == 1
+
+
+def test_multi_gpu_task_exports_the_torch_distributed_environment(monkeypatch):
+    """A run of several Slurm tasks joins torch.distributed as torchrun would (env:// variables)."""
+    import fairseg_bench.launch.submit as submit
+
+    exported = []
+
+    class Env:
+        num_tasks = 2
+
+    class TorchDistributedEnvironment:
+        def export(self, set_cuda_visible_devices=True):
+            exported.append(set_cuda_visible_devices)
+            return self
+
+    fake = type(sys)("submitit")
+    fake.JobEnvironment = Env
+    fake.helpers = type(sys)("submitit.helpers")
+    fake.helpers.TorchDistributedEnvironment = TorchDistributedEnvironment
+    monkeypatch.setattr(submit, "submitit", fake)
+    submit.RunTask._export_distributed()
+    assert exported == [False]  # every task keeps the node's GPUs and takes cuda:LOCAL_RANK, as under torchrun
+    Env.num_tasks = 1
+    submit.RunTask._export_distributed()
+    assert exported == [False]  # one task: a plain single-process run
