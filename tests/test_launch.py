@@ -162,6 +162,12 @@ def slurm_fake(monkeypatch):
             self.job_id = f"4242_{index}"
             self.paths = type("Paths", (), {"stderr": Path(f"/logs/4242_{index}_0_log.err")})()
 
+        def done(self):
+            return True
+
+        def exception(self):
+            return calls.get("errors", {}).get(self.job_id)
+
     class AutoExecutor:
         def __init__(self, folder, cluster=None):
             calls["folder"], calls["cluster"] = Path(folder), cluster
@@ -206,6 +212,19 @@ def test_slurm_submits_one_job_array(tmp_path, capsys, monkeypatch):
     assert task("tce:t=1", 1) == str(exp / "tce-t1-s1")  # the task itself trains its run (here, on CPU)
     assert read_metrics(exp / "tce-t1-s1").data["steps"] == ITERS
     assert not (exp / "mcce-s0").exists()  # nothing else ran here
+
+
+def test_slurm_wait_follows_the_array_and_names_the_failed_task(tmp_path, capsys, monkeypatch):
+    calls = slurm_fake(monkeypatch)
+    calls["errors"] = {"4242_1": RuntimeError("Traceback ...\nerror: out of memory")}
+    code, _, err = cli(capsys, "run", "-c", write_config(tmp_path), "--out", tmp_path / "runs", "--quiet",
+                       "--launcher", "slurm", "--wait")
+    exp = tmp_path / "runs" / "tiny"
+    assert code == 2
+    assert err.strip().splitlines()[-1] == ("error: 1 of 2 run(s) failed: tce-t1-s0 "
+                                            "(log: /logs/4242_1_0_log.err)")
+    assert "tce-t1-s0  FAILED: error: out of memory" in err
+    assert read_status(exp / "tce-t1-s0")["state"] == "failed"
 
 
 def test_slurm_without_submitit_is_one_line(tmp_path, capsys, monkeypatch):
