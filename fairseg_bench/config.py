@@ -1,6 +1,7 @@
 """Experiment configs: frozen dataclasses read from YAML, checked key by key, overridable.
 
-A config file has the sections ``data``, ``model``, ``optim``, ``train`` and ``eval`` and the
+A config file has the sections ``data``, ``model``, ``optim``, ``train``, ``eval`` and
+``launcher`` (where the runs go: this machine or a Slurm cluster; not hashed) and the
 top-level keys ``name``, ``losses``, ``seeds``, ``out``, ``device`` and ``quiet`` (see the
 ``quick`` preset). Every key is optional (the defaults below); an unknown key or a
 bad value is a ``UserError`` naming the file and the key. Command-line options override the
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 PRESETS: Traversable = resources.files("fairseg_bench").joinpath("presets")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 # Keys that vary between the runs of one experiment or only say where/how to run: not hashed.
-UNHASHED_KEYS = ("losses", "seeds", "out", "device", "quiet")
+UNHASHED_KEYS = ("losses", "seeds", "out", "device", "quiet", "launcher")
 
 
 # ----------------------------------------------------------------------------- value checks
@@ -73,6 +74,15 @@ def _optional_string(v):
 
 def _choice(*choices):
     return lambda v: v if v in choices else Bad(f"one of {', '.join(choices)}")
+
+
+def _optional_positive_int(v):
+    return v if v is None else _positive_int(v)
+
+
+def _optional_positive_number(v):
+    ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
+    return v if ok else Bad("a positive number or null")
 
 
 def _mapping(v):
@@ -136,7 +146,7 @@ class TrainConfig:
     batch_size: int = _checked(16, _positive_int)
     checkpoint_every: int = _checked(100, _positive_int)
     amp: bool = _checked(True, _bool)  # used on CUDA only
-    channels_last: bool = _checked(True, _bool)  # used on CUDA only
+    channels_last: bool = _checked(True, _bool)  # training on every device; CPU evaluation stays NCHW
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,29 @@ class EvalConfig:
     samples: int = _checked(8, _non_negative_int)
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
+@dataclass(frozen=True)
+class LauncherConfig:
+    """Where the runs of a sweep go (``fairseg_bench.launch``); the ``run`` options override it.
+
+    ``name``: ``process`` (this machine: ``jobs`` processes, one run each, in-process when 1),
+    ``local`` (submitit's local executor) or ``slurm`` (one submitit job array per sweep).
+    ``jobs``: runs at once (default: the number of GPUs, or 1 on CPU; on Slurm, the array's
+    parallelism). The rest are Slurm resources per run: ``time`` in minutes, ``mem`` in GB.
+    """
+
+    name: str = _checked("process", _choice("process", "local", "slurm"))
+    jobs: int | None = _checked(None, _optional_positive_int)
+    partition: str | None = _checked(None, _optional_string)
+    account: str | None = _checked(None, _optional_string)
+    gpus_per_run: int = _checked(1, _non_negative_int)
+    nodes: int = _checked(1, _positive_int)
+    cpus_per_run: int | None = _checked(None, _optional_positive_int)
+    time: float = _checked(24 * 60, _number(0, lo_open=True))
+    mem: float | None = _checked(None, _optional_positive_number)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig,
+            "launcher": LauncherConfig}
 
 
 @dataclass(frozen=True)
@@ -165,14 +197,16 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
     def override(self, **options) -> "ExperimentConfig":
         """Apply command-line overrides (None = keep): losses, seeds, data_root, out, device,
-        iters, batch_size, quiet."""
+        iters, batch_size, quiet, and ``launcher`` (a mapping merged into that section)."""
         options = {k: v for k, v in options.items() if v is not None}
         top = {k: options.pop(k) for k in ("losses", "seeds", "out", "device", "quiet", "name") if k in options}
         raw = self.resolved_dict()
         raw.update(top)
+        raw["launcher"].update({k: v for k, v in options.pop("launcher", {}).items() if v is not None})
         for key, (section, name) in {"data_root": ("data", "root"), "iters": ("train", "iters"),
                                      "batch_size": ("train", "batch_size")}.items():
             if key in options:

@@ -4,7 +4,8 @@ Modelled on torchvision's segmentation references (``train_one_epoch`` / ``evalu
 what a fairness benchmark adds: the batch sampler's ``update`` is fed every step's loss (the
 Stochastic TCE sampler adapts its class draw to it), the loss is checked for NaN/Inf before the
 optimizer step (the last good checkpoint stays as it is), and the evaluation keeps per-image
-statistics for the bootstrap. On CUDA the loops use AMP (float16 + GradScaler) and channels_last.
+statistics for the bootstrap. On CUDA the loops use AMP (float16 + GradScaler); training uses
+channels_last on every device (oneDNN's CPU convolutions are faster in it too).
 """
 from __future__ import annotations
 
@@ -48,6 +49,23 @@ def poly_schedule(optimizer: torch.optim.Optimizer, total_steps: int, power: flo
     """The poly learning-rate schedule ``lr * (1 - step / total) ** power`` (DeepLab)."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(1.0 - step / total_steps, 0.0) ** power)
+
+
+# ----------------------------------------------------------------------------- memory layout
+def _contiguous_output(module: nn.Module, inputs, output):
+    return output.contiguous() if torch.is_tensor(output) else output
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model`` in channels_last (NHWC), its output handed on in the standard (NCHW) layout.
+
+    The convolutions gain from NHWC (oneDNN on CPU, tensor cores on CUDA); the losses reduce
+    over the class dimension, which on CPU runs ~7× slower on NHWC logits than the copy back
+    costs (``benchmarks/bench_step.py --profile``). A forward hook, so ``state_dict()`` is unchanged.
+    """
+    model = model.to(memory_format=torch.channels_last)
+    model.register_forward_hook(_contiguous_output)
+    return model
 
 
 # ----------------------------------------------------------------------------- checkpoints

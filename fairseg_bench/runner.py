@@ -9,8 +9,14 @@ checkpoint holds the model, optimizer, scheduler, sampler (with its prefetched b
 state and every RNG, and the DataLoader draws its base seed from its own generator so creating
 a new iterator does not move the global RNG. With workers, the workers' RNG streams restart.
 
-A lock file per run (created with O_EXCL, holding the pid; a dead pid's lock is taken over)
-lets two ``run`` processes share an output folder: the second skips runs the first holds.
+A lock file per run (created with O_EXCL, holding ``pid host [scheduler job]``; a dead pid's
+lock is taken over, and so is the lock of a requeued Slurm task's earlier attempt) lets several
+processes share an output folder: the second skips runs the first holds. ``run --jobs N`` and
+``--launcher local|slurm`` start those processes (``fairseg_bench.launch``); each run keeps a
+status record (``fairseg_bench.run_status``) that the launchers and ``fairseg-bench status`` read.
+
+One run is a list of named steps (:func:`_train_and_evaluate`) around a :class:`TrainState`,
+whose ``state_dict()`` is the checkpoint.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +39,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
 from fairseg_bench import __version__, engine
-from fairseg_bench.config import ExperimentConfig, config_hash, dump_config, load_config
+from fairseg_bench.config import ExperimentConfig, LauncherConfig, config_hash, dump_config, load_config
 from fairseg_bench.errors import UserError
+from fairseg_bench.run_status import LOCK, lock_holder_alive, lock_text, write_status
 from fairseg_bench.results import (METRICS_FILE, SCHEMA_VERSION, read_metrics, write_atomic,
                                    write_json_atomic)
 
 CHECKPOINT = "last.pt"
-LOCK = ".lock"
 
 
 def log(message: str) -> None:
@@ -126,16 +132,6 @@ def prepare(cfg: ExperimentConfig, *, rank: int = 0, world_size: int = 1,
 
 
 # ----------------------------------------------------------------------------- locking
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def run_lock(run_dir: Path):
     """Yield True while this process holds the run's lock, False if a live process holds it."""
@@ -147,11 +143,11 @@ def run_lock(run_dir: Path):
         except FileExistsError:
             try:
                 text = path.read_text().strip()
-                pid = int(text or 0)
+                alive = bool(text) and lock_holder_alive(text)
                 fresh = not text and time.time() - path.stat().st_mtime < 10
             except (OSError, ValueError):
-                pid, fresh = 0, False
-            if fresh or (pid and _alive(pid)):  # (an empty, fresh lock: its creator has yet to write its pid)
+                alive, fresh = False, False
+            if fresh or alive:  # (an empty, fresh lock: its creator has yet to write its pid)
                 yield False
                 return
             path.unlink(missing_ok=True)  # stale: its process is gone
@@ -159,7 +155,7 @@ def run_lock(run_dir: Path):
         yield False
         return
     with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+        f.write(lock_text())
     try:
         yield True
     finally:
@@ -204,7 +200,7 @@ def train_run(exp: Experiment, loss, seed: int) -> str:
         log(f"{run_dir}: finished, skipped")
         return "skipped"
     if exp.world_size > 1:  # torchrun launches one run; no lock between its own ranks
-        return _train_and_evaluate(exp, loss, seed, run_dir)
+        return _train_marking_failures(exp, loss, seed, run_dir)
     with run_lock(run_dir) as held:
         if not held:
             log(f"{run_dir}: locked by another process, skipped")
@@ -212,30 +208,73 @@ def train_run(exp: Experiment, loss, seed: int) -> str:
         if is_finished(run_dir, exp.config_hash):  # finished by another process since the check above
             log(f"{run_dir}: finished, skipped")
             return "skipped"
+        return _train_marking_failures(exp, loss, seed, run_dir)
+
+
+def _train_marking_failures(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
+    """:func:`_train_and_evaluate`, recording a failure in the run's status record."""
+    try:
         return _train_and_evaluate(exp, loss, seed, run_dir)
+    except Exception as exc:  # (an interrupt or a requeue signal is no failure: the run resumes)
+        if exp.rank == 0:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            write_status(run_dir, "failed", error=reason)
+        raise
 
 
 def _run_config(exp: Experiment, loss, seed: int) -> ExperimentConfig:
-    """The experiment's config narrowed to this run (reloadable with ``-c``)."""
-    return replace(exp.cfg, losses=(loss.text,), seeds=(seed,))
+    """The experiment's config narrowed to this run (reloadable with ``-c``); where it ran is left out."""
+    return replace(exp.cfg, losses=(loss.text,), seeds=(seed,), launcher=LauncherConfig())
 
 
-def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
+@dataclass
+class TrainState:
+    """What a run's checkpoint holds besides the RNGs: its six components and its progress."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    criterion: torch.nn.Module
+    sampler: object
+    step: int = 0
+    history: list = field(default_factory=list)
+    train_time_s: float = 0.0
+
+    COMPONENTS = ("model", "optimizer", "scheduler", "scaler", "criterion", "sampler")
+
+    def state_dict(self) -> dict:
+        state = {name: getattr(self, name).state_dict() for name in self.COMPONENTS}
+        return {**state, "step": self.step, "history": self.history, "train_time_s": self.train_time_s}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.COMPONENTS:
+            getattr(self, name).load_state_dict(state[name])
+        self.step, self.history, self.train_time_s = state["step"], state["history"], state["train_time_s"]
+
+
+def use_channels_last(cfg: ExperimentConfig, device: torch.device, *, training: bool = True) -> bool:
+    """channels_last (NHWC) for training on every device: oneDNN's CPU convolutions are faster
+    in it too (``benchmarks/bench_step.py``). CPU evaluation stays contiguous, the layout
+    ``fairseg-bench evaluate`` uses, so that it reproduces a run's confusion matrix bit for bit."""
+    return cfg.train.channels_last and (training or device.type == "cuda")
+
+
+def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
+    """AMP (float16 autocast + GradScaler) on CUDA only."""
+    return device.type == "cuda" and cfg.train.amp
+
+
+def build_train_state(exp: Experiment, loss, seed: int) -> TrainState:
+    """Seed, then build the model, loss, batch sampler, optimizer, schedule and grad scaler of one run."""
     from fairseg_bench.loss_specs import build_loss, build_sampler
     from fairseg_bench.models import build_model
 
-    cfg, device = exp.cfg, exp.device
-    if cfg.train.batch_size % exp.world_size:
-        raise UserError(f"train.batch_size {cfg.train.batch_size} is not divisible by {exp.world_size} processes")
-    if exp.rank == 0:
-        write_atomic(run_dir / "config.yaml", dump_config(_run_config(exp, loss, seed)))
+    cfg, device, ds = exp.cfg, exp.device, exp.train_set
     seed_everything(seed + exp.rank)
-    ds = exp.train_set
     model = build_model(cfg.model.name, num_classes=ds.num_classes, pretrained=cfg.model.pretrained).to(device)
-    on_cuda = device.type == "cuda"
-    channels_last = on_cuda and cfg.train.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if use_channels_last(cfg, device):
+        model = engine.to_channels_last(model)
     criterion = build_loss(loss, num_classes=ds.num_classes, ignore_index=ds.ignore_index,
                            class_pixel_counts=exp.class_index.class_pixel_counts(),
                            class_image_counts=exp.class_index.class_image_counts()).to(device)
@@ -245,77 +284,115 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
     o = cfg.optim
     optimizer = engine.build_optimizer(model, o.name, o.lr, o.momentum, o.weight_decay)
     scheduler = engine.poly_schedule(optimizer, cfg.train.iters, o.poly_power)
-    amp = on_cuda and cfg.train.amp
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp(cfg, device))
+    return TrainState(model, optimizer, scheduler, scaler, criterion, sampler)
 
-    step, history, train_time = 0, [], 0.0
-    ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.is_file():
-        state = engine.load_checkpoint(ckpt_path)
-        if state.get("config_hash") != exp.config_hash:
-            raise UserError(f"{ckpt_path} was written by a different config; remove it or use another --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        criterion.load_state_dict(state["criterion"])
-        sampler.load_state_dict(state["sampler"])
-        rngs = state["rng"]
-        engine.set_rng_states(rngs[exp.rank] if exp.rank < len(rngs) else rngs[0])
-        step, history, train_time = state["step"], state["history"], state["train_time_s"]
-        log(f"{run_dir}: resuming from step {step}")
 
-    net = model
-    if exp.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
-    loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=on_cuda,
-                        generator=torch.Generator().manual_seed(seed))
-    session_start, session_time, saved_step = time.perf_counter(), [0.0], [step if ckpt_path.is_file() else None]
+def resume(state: TrainState, exp: Experiment, ckpt_path: Path) -> bool:
+    """Load ``last.pt`` into ``state`` (and this rank's RNGs) if it exists; True if it did."""
+    if not ckpt_path.is_file():
+        return False
+    saved = engine.load_checkpoint(ckpt_path)
+    if saved.get("config_hash") != exp.config_hash:
+        raise UserError(f"{ckpt_path} was written by a different config; remove it or use another --out")
+    state.load_state_dict(saved)
+    rngs = saved["rng"]
+    engine.set_rng_states(rngs[exp.rank] if exp.rank < len(rngs) else rngs[0])
+    log(f"{ckpt_path.parent}: resuming from step {state.step}")
+    return True
 
-    def checkpoint(at_step: int) -> None:
+
+class Checkpointer:
+    """Called by the training loop at every checkpoint step: saves ``state`` with every rank's RNGs."""
+
+    def __init__(self, state: TrainState, exp: Experiment, path: Path, resumed: bool):
+        self.state, self.exp, self.path = state, exp, path
+        self.session_start = time.perf_counter()
+        self.time_before = state.train_time_s  # training time of earlier sessions
+        self.saved_step = state.step if resumed else None
+
+    def session_time(self) -> float:
+        return time.perf_counter() - self.session_start
+
+    def __call__(self, step: int) -> None:
+        exp, state = self.exp, self.state
         rngs = [engine.rng_states()]
         if exp.world_size > 1:
             rngs = [None] * exp.world_size
             dist.all_gather_object(rngs, engine.rng_states())
-        session_time[0] = time.perf_counter() - session_start
+        state.step, state.train_time_s = step, self.time_before + self.session_time()
         if exp.rank == 0:
-            engine.save_checkpoint(ckpt_path, {
-                "step": at_step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "criterion": criterion.state_dict(), "sampler": sampler.state_dict(), "rng": rngs,
-                "history": history, "train_time_s": train_time + session_time[0],
-                "config_hash": exp.config_hash})
-        saved_step[0] = at_step
+            engine.save_checkpoint(self.path, {**state.state_dict(), "rng": rngs, "config_hash": exp.config_hash})
+            write_status(self.path.parent, "running", step=step, total=exp.cfg.train.iters)
+        self.saved_step = step
 
-    log(f"{run_dir}: training {loss.label} seed {seed} on {device} ({step}/{cfg.train.iters} steps done)")
-    if step < cfg.train.iters:
-        try:
-            engine.train(net, criterion, loader, sampler, optimizer, scheduler, scaler, device=device,
-                         start_step=step, total_steps=cfg.train.iters, history=history, checkpoint=checkpoint,
-                         checkpoint_every=cfg.train.checkpoint_every, amp=amp, channels_last=channels_last,
-                         images_per_step=cfg.train.batch_size, progress=exp.progress)
-        except engine.NonFiniteLoss as exc:
-            kept = f"{ckpt_path} (step {saved_step[0]})" if saved_step[0] is not None else "none written yet"
-            raise engine.NonFiniteLoss(f"{run_dir}: {exc}; last good checkpoint kept: {kept}") from None
-        train_time += time.perf_counter() - session_start
-    trained = len(history) * cfg.train.batch_size
 
+def train_steps(state: TrainState, exp: Experiment, seed: int, run_dir: Path, resumed: bool) -> None:
+    """Train ``state`` up to ``train.iters`` steps, checkpointing as configured."""
+    cfg, device = exp.cfg, exp.device
+    if state.step >= cfg.train.iters:
+        return
+    net = state.model
+    if exp.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            state.model, device_ids=[device.index] if device.type == "cuda" else None)
+    loader = DataLoader(exp.train_set, batch_sampler=state.sampler, num_workers=cfg.data.num_workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+    checkpoint = Checkpointer(state, exp, run_dir / CHECKPOINT, resumed)
+    try:
+        state.step = engine.train(
+            net, state.criterion, loader, state.sampler, state.optimizer, state.scheduler, state.scaler,
+            device=device, start_step=state.step, total_steps=cfg.train.iters, history=state.history,
+            checkpoint=checkpoint, checkpoint_every=cfg.train.checkpoint_every, amp=use_amp(cfg, device),
+            channels_last=use_channels_last(cfg, device), images_per_step=cfg.train.batch_size,
+            progress=exp.progress)
+    except engine.NonFiniteLoss as exc:
+        saved = checkpoint.saved_step
+        kept = f"{checkpoint.path} (step {saved})" if saved is not None else "none written yet"
+        raise engine.NonFiniteLoss(f"{run_dir}: {exc}; last good checkpoint kept: {kept}") from None
+    state.train_time_s = checkpoint.time_before + checkpoint.session_time()
+
+
+def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
+    """The named steps of one run: config, state, resume, train, evaluate, write."""
+    cfg = exp.cfg
+    if cfg.train.batch_size % exp.world_size:
+        raise UserError(f"train.batch_size {cfg.train.batch_size} is not divisible by {exp.world_size} processes")
+    if exp.rank == 0:
+        write_atomic(run_dir / "config.yaml", dump_config(_run_config(exp, loss, seed)))
+    state = build_train_state(exp, loss, seed)
+    resumed = resume(state, exp, run_dir / CHECKPOINT)
+    log(f"{run_dir}: training {loss.label} seed {seed} on {exp.device} ({state.step}/{cfg.train.iters} steps done)")
+    if exp.rank == 0:
+        write_status(run_dir, "running", step=state.step, total=cfg.train.iters)
+    train_steps(state, exp, seed, run_dir, resumed)
+    evaluate_and_write(state, exp, loss, seed, run_dir)
+    return "trained"
+
+
+def evaluate_and_write(state: TrainState, exp: Experiment, loss, seed: int, run_dir: Path) -> None:
+    """Evaluate the trained model on the val split; rank 0 writes history, samples and metrics.json."""
+    cfg, model = exp.cfg, state.model
     if exp.world_size > 1:  # DDP syncs buffers at the start of a forward: after the last step
         for buffer in model.buffers():  # each rank's BatchNorm statistics are its own; use rank 0's,
             dist.broadcast(buffer, src=0)  # the ones in the checkpoint
+    channels_last = use_channels_last(cfg, exp.device, training=False)
+    if not channels_last:
+        model.to(memory_format=torch.contiguous_format)
     eval_start = time.perf_counter()
-    cm, per_image = _evaluate(exp, model, amp=amp, channels_last=channels_last)
+    cm, per_image = _evaluate(exp, model, amp=use_amp(cfg, exp.device), channels_last=channels_last)
     eval_time = time.perf_counter() - eval_start
     if exp.rank == 0:
-        samples = engine.predict_samples(model, exp.val_set, cfg.eval.samples, device=device)
-        _write_results(exp, loss, seed, run_dir, sampler, history, cm, per_image, samples,
+        samples = engine.predict_samples(model, exp.val_set, cfg.eval.samples, device=exp.device)
+        train_time, trained = state.train_time_s, len(state.history) * cfg.train.batch_size
+        _write_results(exp, loss, seed, run_dir, state.sampler, state.history, cm, per_image, samples,
                        timing={"wall_time_s": train_time + eval_time,
                                "train_images_per_s": trained / train_time if train_time else None,
                                "eval_images_per_s": len(exp.val_set) / eval_time})
+        write_status(run_dir, "done", step=len(state.history), total=cfg.train.iters)
         log(f"{run_dir}: done")
     if exp.world_size > 1:
-        _check_sampler_consistency(sampler, run_dir, exp)
-    return "trained"
+        _check_sampler_consistency(state.sampler, run_dir, exp)
 
 
 def _evaluate(exp: Experiment, model, *, amp: bool, channels_last: bool):
@@ -417,28 +494,70 @@ def _write_results(exp, loss, seed, run_dir, sampler, history, cm, per_image, sa
 
 
 # ----------------------------------------------------------------------------- entry points
-def run_experiment(cfg: ExperimentConfig, *, report: bool = True) -> list[Path]:
-    """Every loss × seed of ``cfg``; prints the tables and writes the report. Returns run folders."""
+def run_experiment(cfg: ExperimentConfig, *, report: bool = True, wait: bool = True) -> list[Path]:
+    """Every loss × seed of ``cfg``, here or through ``cfg.launcher``; prints the tables and writes
+    the report. Returns the run folders."""
     losses = parse_losses(cfg)
-    exp = prepare(cfg)
-    failures, folders = [], []
+    exp = prepare(cfg)  # (the class index is cached before any launched run needs it)
+    folders = [run_folder(exp, loss, seed) for loss in losses for seed in cfg.seeds]
+    launcher = cfg.launcher
+    if launcher.name == "process" and (launcher.jobs or _default_jobs(cfg)) == 1:
+        stopped = _train_here(exp, losses)
+        error = f"{len(stopped)} run(s) stopped on a NaN/Inf loss: {', '.join(stopped)}" if stopped else None
+    else:
+        failures = _launch(exp, losses, wait=wait)
+        if failures is None:  # submitted to Slurm, not followed
+            return folders
+        listed = "; ".join(f"{f.name} (log: {f.log})" for f in failures)
+        error = f"{len(failures)} of {len(folders)} run(s) failed: {listed}" if failures else None
+    _summarize(exp, folders, report)
+    if error:
+        raise UserError(error)
+    return folders
+
+
+def _default_jobs(cfg: ExperimentConfig) -> int:
+    from fairseg_bench.launch.resources import default_jobs
+
+    return default_jobs(cfg.device)
+
+
+def _train_here(exp: Experiment, losses) -> list[str]:
+    """Every run one after the other in this process; the names of those stopped by a NaN/Inf loss."""
+    failures = []
     for loss in losses:
-        for seed in cfg.seeds:
-            folders.append(run_folder(exp, loss, seed))
+        for seed in exp.cfg.seeds:
             try:
                 train_run(exp, loss, seed)
             except engine.NonFiniteLoss as exc:  # the other runs go on
                 log(f"error: {exc}")
-                failures.append(folders[-1].name)
+                failures.append(run_folder(exp, loss, seed).name)
+    return failures
+
+
+def _launch(exp: Experiment, losses, *, wait: bool):
+    """The unfinished runs through the configured launcher (``fairseg_bench.launch``)."""
+    from fairseg_bench.launch import RunSpec, launch_runs
+
+    specs = []
+    for loss in losses:
+        for seed in exp.cfg.seeds:
+            run_dir = run_folder(exp, loss, seed)
+            if is_finished(run_dir, exp.config_hash):
+                log(f"{run_dir}: finished, skipped")
+            else:
+                specs.append(RunSpec(loss.text, loss.label, seed, run_dir))
+    return launch_runs(exp, specs, exp.cfg.launcher, wait=wait) if specs else []
+
+
+def _summarize(exp: Experiment, folders: list[Path], report: bool) -> None:
+    """The tables of the finished runs (and the report)."""
     finished = [f for f in folders if is_finished(f, exp.config_hash)]
     if finished:
         reference = read_metrics(finished[0]).method  # the first loss, unless it failed
         print_tables(finished, reference=reference)
         if report:
             write_report(exp.folder, reference=reference)
-    if failures:
-        raise UserError(f"{len(failures)} run(s) stopped on a NaN/Inf loss: {', '.join(failures)}")
-    return folders
 
 
 def train_single(cfg: ExperimentConfig, loss: str, seed: int) -> Path:

@@ -111,7 +111,7 @@ def test_config_hash_ignores_run_selection_and_location():
     assert config_hash(cfg.override(data_root="/x")) != config_hash(cfg)
     # independent reference: sha256 of the sorted-key compact JSON without the unhashed keys
     resolved = yaml.safe_load(dump_config(cfg))
-    for key in ("losses", "seeds", "out", "device", "quiet"):
+    for key in ("losses", "seeds", "out", "device", "quiet", "launcher"):
         resolved.pop(key)
     expected = hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert config_hash(cfg) == expected
@@ -120,4 +120,5 @@ def test_config_hash_ignores_run_selection_and_location():
 def test_resolved_dict_is_plain():
     d = config_from_dict({"losses": ["mcce"], "data": {"train_options": {"size": [32, 64]}}}).resolved_dict()
     assert d["losses"] == ["mcce"] and d["data"]["train_options"]["size"] == [32, 64]
-    assert set(d) == {"name", "losses", "seeds", "out", "device", "quiet", "data", "model", "optim", "train", "eval"}
+    assert set(d) == {"name", "losses", "seeds", "out", "device", "quiet", "data", "model", "optim", "train", "eval",
+                      "launcher"}

@@ -24,6 +24,7 @@ COMMANDS = {
     "report": "fairseg_bench.cli.report:report",
     "check": "fairseg_bench.cli.check:check",
     "presets": "fairseg_bench.cli.presets:presets",
+    "status": "fairseg_bench.cli.status:status",
 }
 
 

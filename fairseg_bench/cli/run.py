@@ -64,19 +64,52 @@ def _loss_list() -> str:
     return "\b\nLoss specs:\n" + "\n".join(f"  {usage}  {summary}" for usage, summary in describe_losses().items())
 
 
+def _launcher_options(func):
+    """Where the runs go (the YAML ``launcher:`` block, overridden here)."""
+    for option in reversed([
+        click.option("-j", "--jobs", type=click.IntRange(min=1),
+                     help="Runs at once, each its own process (default: one per GPU, else 1; "
+                          "on Slurm: the array's parallelism)."),
+        click.option("--launcher", "launcher_name", type=click.Choice(["process", "local", "slurm"]),
+                     help="process: child processes here (default); local: submitit's local executor; "
+                          "slurm: one submitit job array per sweep (needs fairseg-bench[slurm])."),
+        click.option("--partition", help="Slurm partition."),
+        click.option("--account", help="Slurm account."),
+        click.option("--gpus-per-run", type=click.IntRange(min=0), help="GPUs per run (Slurm; default 1)."),
+        click.option("--nodes", type=click.IntRange(min=1), help="Nodes per run (Slurm; default 1)."),
+        click.option("--cpus-per-run", type=click.IntRange(min=1), help="CPU cores per run (Slurm)."),
+        click.option("--time", "time_min", type=click.FloatRange(min=0, min_open=True),
+                     help="Time limit per run in minutes (Slurm; the run is requeued and resumes)."),
+        click.option("--mem", type=click.FloatRange(min=0, min_open=True), help="Memory per run in GB (Slurm)."),
+        click.option("--wait/--no-wait", default=False, show_default=True,
+                     help="slurm: follow the jobs to the end and print the tables (else: submit and return)."),
+    ]):
+        func = option(func)
+    return func
+
+
 @click.command(epilog=_loss_list())
 @_common
 @click.option("--losses", callback=_losses, help="Comma-separated loss specs, e.g. mcce,focal,tce:t=1.")
 @click.option("--seeds", callback=_seeds, help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write <out>/<experiment>/report at the end.")
-def run(config, losses, seeds, data_root, out, device, iters, batch_size, quiet, report):
+@_launcher_options
+def run(config, losses, seeds, data_root, out, device, iters, batch_size, quiet, report, jobs, launcher_name,
+        partition, account, gpus_per_run, nodes, cpus_per_run, time_min, mem, wait):
     """Train and evaluate every loss × seed of an experiment; print the tables."""
     from fairseg_bench.runner import run_experiment
 
+    launcher = {"name": launcher_name, "jobs": jobs, "partition": partition, "account": account,
+                "gpus_per_run": gpus_per_run, "nodes": nodes, "cpus_per_run": cpus_per_run, "time": time_min,
+                "mem": mem}
     cfg = _config(config, losses=losses, seeds=seeds, data_root=data_root, out=out, device=device,
-                  iters=iters, batch_size=batch_size, quiet=quiet)
-    run_experiment(cfg, report=report)
+                  iters=iters, batch_size=batch_size, quiet=quiet, launcher=launcher)
+    if cfg.launcher.name in ("local", "slurm"):
+        from fairseg_bench.launch.submit import require_submitit
+
+        require_submitit()  # before anything is built or written
+    run_experiment(cfg, report=report, wait=wait)
 
 
 @click.command()

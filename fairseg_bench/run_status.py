@@ -1,0 +1,158 @@
+"""Where each run of a sweep stands: one small JSON file per run, written atomically.
+
+``<out>/<experiment>/.sweep/<run>.json`` holds ``state`` (``queued``, ``running``, ``done`` or
+``failed``), ``step`` and ``total``, the ``pid`` and ``host`` of the process training it, the
+``log`` file a launcher sends its output to, ``error`` for a failed run, the scheduler's
+``job_id`` and ``updated`` (a Unix time). The runner writes it as a run starts, at every
+checkpoint and at the end; launchers write ``queued`` at submission and read it to print one
+progress line per change; ``fairseg-bench status`` reads it. It never decides anything: a run
+is finished only when its ``metrics.json`` says so, and a live lock says who trains it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+SWEEP_DIR = ".sweep"
+STATES = ("queued", "running", "done", "failed")
+LOCK = ".lock"
+
+
+# ----------------------------------------------------------------------------- who holds a run
+def job_id() -> str:
+    """The scheduler's id for this task (``<array>_<task>``, stable across a Slurm requeue), or ''."""
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array:
+        return f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID", "")
+
+
+def lock_text() -> str:
+    """A run lock's content, ``pid host [job]`` (a lock holding a bare pid is read as this host's)."""
+    return " ".join(filter(None, [str(os.getpid()), socket.gethostname(), job_id()]))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_holder_alive(text: str) -> bool:
+    """Whether a lock's holder may still run: a live pid on this host, or any process of another
+    host, unless it is this very scheduler task (a requeued task takes its own lock back).
+
+    Raises ValueError on a lock that is not ``pid [host [job]]``.
+    """
+    pid, host, job = (text.split() + ["", "", ""])[:3]
+    pid = int(pid or 0)
+    if job and job == job_id():
+        return False
+    if host and host != socket.gethostname():
+        return True  # cannot be checked from here
+    return bool(pid) and pid_alive(pid)
+
+
+def status_file(run_dir: Path) -> Path:
+    """``<experiment>/.sweep/<run>.json`` for the run folder ``<experiment>/<run>``."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / SWEEP_DIR / f"{run_dir.name}.json"
+
+
+def log_file(run_dir: Path) -> Path:
+    """``<experiment>/.sweep/<run>.log``: where a launcher sends the run's output."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / SWEEP_DIR / f"{run_dir.name}.log"
+
+
+def read_status(run_dir: Path) -> dict:
+    """The run's status record, or ``{}`` when there is none (or it cannot be read)."""
+    try:
+        data = json.loads(status_file(run_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_status(run_dir: Path, state: str, **fields) -> None:
+    """Merge ``fields`` into the run's record with ``state``; a failure to write only costs the display."""
+    if state not in STATES:
+        raise ValueError(f"unknown run state {state!r}")
+    record = read_status(run_dir)
+    if state in ("queued", "running") and record.get("state") != state:
+        record.pop("error", None)  # a new attempt
+    record.update(fields, state=state, updated=time.time())
+    if state == "running":
+        record.update(pid=os.getpid(), host=socket.gethostname())
+        if job_id():
+            record["job_id"] = job_id()
+    path = status_file(run_dir)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # a rename, without fsync: a display record, rewritten often, need not survive a power cut
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(record, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- a sweep's table
+def _run_names(experiment: Path) -> list[str]:
+    names = {d.name for d in experiment.iterdir() if d.is_dir() and not d.name.startswith(".")
+             and any((d / f).exists() for f in ("config.yaml", "last.pt", LOCK, "metrics.json"))}
+    names |= {f.stem for f in (experiment / SWEEP_DIR).glob("*.json") if f.stem != "sweep"}
+    return sorted(names)
+
+
+def run_row(run_dir: Path) -> dict:
+    """``run, state, step, where, note`` of one run, from its files (no torch, no lock taken)."""
+    record = read_status(run_dir)
+    step = record.get("step")
+    total = record.get("total")
+    where = record.get("host", "")
+    if record.get("job_id"):
+        where = f"job {record['job_id']}" + (f" on {where}" if where else "")
+    note = record.get("error") or record.get("log") or ""
+    lock = run_dir / LOCK
+    try:
+        locked = lock.is_file() and lock_holder_alive(lock.read_text().strip() or "0")
+    except (OSError, ValueError):
+        locked = False
+    if (run_dir / "metrics.json").is_file():
+        state, step = "done", total or step
+    elif locked:
+        state = "running"
+    elif record.get("state") in ("failed", "queued"):
+        state = record["state"]
+    elif record.get("state") == "running" or (run_dir / "last.pt").is_file():
+        state, note = "stopped", note or "resumes from last.pt when run again"
+    else:
+        state = "queued" if record else "not started"
+    shown = f"{step}/{total}" if step is not None and total else ("" if step is None else str(step))
+    return {"run": run_dir.name, "state": state, "step": shown or "-", "where": where or "-", "note": note}
+
+
+def mark_queued(run_dirs, **fields) -> None:
+    """Record runs as queued, except those done or held by a live process."""
+    for run_dir in run_dirs:
+        if run_row(Path(run_dir))["state"] not in ("done", "running"):
+            write_status(run_dir, "queued", **fields)
+
+
+def sweep_rows(out: Path) -> list[dict]:
+    """A row per run under ``out``: an experiment's folder, or an output folder of experiments."""
+    out = Path(out)
+    rows = [run_row(out / name) for name in _run_names(out)]
+    if rows:
+        return rows
+    for experiment in sorted(d for d in out.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for name in _run_names(experiment):
+            rows.append({**run_row(experiment / name), "run": f"{experiment.name}/{name}"})
+    return rows
