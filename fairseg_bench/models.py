@@ -99,10 +99,9 @@ class SmallUNet(nn.Module):
         x: ``(N, 3, H, W)`` -> ``(N, K, H, W)``; any H, W (skips are resized when not divisible by 8).
     """
 
-    def __init__(self, num_classes: int, widths=(16, 32, 64, 128)):
+    def __init__(self, num_classes: int, widths=(16, 32, 64, 128), in_channels: int = 3):
         super().__init__()
         self.encoders = nn.ModuleList()
-        in_channels = 3
         for width in widths:
             self.encoders.append(_double_conv(in_channels, width))
             in_channels = width
@@ -121,6 +120,77 @@ class SmallUNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = decoder(torch.cat([x, skip], dim=1))
         return self.classifier(x)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class LiteUNet(nn.Module):
+    """A UNet whose full-resolution level is cheap: one 3×3 conv in, one 3×3 conv out.
+
+    Below full resolution it is :class:`SmallUNet` with one 3×3 conv per decoder level. At full
+    resolution, where a plain UNet spends most of a step, the encoder is a single conv of
+    ``widths[0]`` channels (the skip that carries 1 px detail), and the decoder projects the
+    upsampled half-resolution features to ``widths[0]`` channels (1×1, at half resolution), adds
+    the skip and refines with one 3×3 conv before the 1×1 classifier.
+
+    Shape:
+        x: ``(N, 3, H, W)`` -> ``(N, K, H, W)``; any H, W.
+    """
+
+    def __init__(self, num_classes: int, widths=(16, 32, 64, 128)):
+        super().__init__()
+        self.stem = _conv_bn_relu(3, widths[0])
+        self.encoders = nn.ModuleList(_double_conv(widths[i], widths[i + 1]) for i in range(len(widths) - 1))
+        self.decoders = nn.ModuleList(
+            _conv_bn_relu(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(1, len(widths) - 1)))
+        self.project = nn.Conv2d(widths[1], widths[0], 1, bias=False)
+        self.refine = _conv_bn_relu(widths[0], widths[0])
+        self.classifier = nn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = self.stem(x)
+        x, skips = full, []
+        for encoder in self.encoders:
+            x = encoder(F.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for decoder in self.decoders:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = decoder(torch.cat([x, skip], dim=1))
+        x = F.interpolate(self.project(x), size=full.shape[-2:], mode="bilinear", align_corners=False)
+        return self.classifier(self.refine(x + full))
+
+
+class SubPixelUNet(nn.Module):
+    """A :class:`SmallUNet` run at 1/``factor`` resolution, with exact full-resolution logits.
+
+    The image is folded space-to-depth (``pixel_unshuffle``: every ``factor``×``factor`` block of
+    pixels becomes ``3·factor²`` channels of one pixel, losslessly), the UNet predicts
+    ``factor²·K`` logits per folded pixel, and depth-to-space (``pixel_shuffle``, the sub-pixel
+    convolution of ESPCN) unfolds them: every output pixel has its own logits, so a 1 px pole can
+    still be drawn, while every convolution runs on ``factor²`` times fewer positions.
+
+    Shape:
+        x: ``(N, 3, H, W)`` -> ``(N, K, H, W)``; any H, W (padded to a multiple of ``factor``).
+    """
+
+    def __init__(self, num_classes: int, widths=(16, 32, 64, 128), factor: int = 2):
+        super().__init__()
+        self.factor = factor
+        self.body = SmallUNet(num_classes * factor * factor, widths, in_channels=3 * factor * factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        f = self.factor
+        pad_h, pad_w = -height % f, -width % f
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        logits = F.pixel_shuffle(self.body(F.pixel_unshuffle(x, f)), f)
+        return logits[..., :height, :width]
 
 
 def _resnet_weights(depth: int, pretrained: bool):
@@ -166,6 +236,22 @@ def _unet(widths) -> Callable[[int, bool], nn.Module]:
     return build
 
 
+def _lite_unet(widths) -> Callable[[int, bool], nn.Module]:
+    def build(num_classes: int, pretrained: bool) -> nn.Module:
+        if pretrained:
+            raise UserError("the UNets have no pretrained weights; drop --pretrained or pick another model")
+        return LiteUNet(num_classes, widths)
+    return build
+
+
+def _subpixel_unet(widths, factor: int = 2) -> Callable[[int, bool], nn.Module]:
+    def build(num_classes: int, pretrained: bool) -> nn.Module:
+        if pretrained:
+            raise UserError("the UNets have no pretrained weights; drop --pretrained or pick another model")
+        return SubPixelUNet(num_classes, widths, factor)
+    return build
+
+
 MODELS: dict[str, Callable[[int, bool], nn.Module]] = {
     "deeplabv3plus_resnet101": _deeplabv3plus_resnet101,
     "deeplabv3_resnet50": _deeplabv3(50),
@@ -173,6 +259,12 @@ MODELS: dict[str, Callable[[int, bool], nn.Module]] = {
     "lraspp_mobilenet_v3": _lraspp_mobilenet_v3,
     "unet_small": _unet((16, 32, 64, 128)),
     "unet_tiny": _unet((8, 16, 32, 64)),
+    "unet_lite": _lite_unet((16, 32, 64, 128)),
+    "unet_lite_wide": _lite_unet((16, 48, 96, 160)),
+    "unet_lite_narrow": _lite_unet((16, 24, 48, 96)),
+    "unet_s2d": _subpixel_unet((32, 64, 128, 128)),
+    "unet_s2d_small": _subpixel_unet((24, 48, 96, 128)),
+    "unet_s2d_tiny": _subpixel_unet((16, 32, 64, 128)),
 }
 
 
