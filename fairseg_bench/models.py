@@ -8,10 +8,13 @@ plain tensor, never torchvision's ``{"out", "aux"}`` dict).
   layer1 features projected to 48 channels, concatenated with the upsampled ASPP output, two
   3×3 conv-256 blocks, a 1×1 classifier, bilinear upsampling to the input size.
 - ``deeplabv3_resnet50`` / ``deeplabv3_resnet101`` / ``lraspp_mobilenet_v3``: torchvision's.
-- ``unet_small``: the CPU default, ~0.49 M parameters, full-resolution output; an output stride
-  of 16 cannot draw a 1–2 px pole, so the benchmark's thin classes need a model that keeps every
-  pixel. ``unet_tiny`` (~0.12 M, half the widths) trains about twice as fast (measured on 2 CPU
-  threads at batch 16 × 64×128: 0.27 s vs 0.13 s per Adam step).
+- ``unet_small``: ~0.49 M parameters, full-resolution output; an output stride of 16 cannot
+  draw a 1–2 px pole, so the benchmark's thin classes need a model that keeps every pixel.
+  ``unet_tiny`` (~0.12 M, half the widths) trains about twice as fast.
+- ``unet_lite``: the CPU default (``quick`` preset), ~0.43 M parameters: ``unet_small`` with a cheap
+  full-resolution level (one conv in, one conv out; a plain UNet spends ~40 % of a CPU step at
+  full resolution) and one conv per decoder level: 2/3 of the multiply-adds, 1.6× faster per
+  step (one CPU thread, channels_last, batch 16 × 64×128: 0.28 s vs 0.44 s per Adam step).
 
 ``pretrained=True`` loads ImageNet backbone weights through torchvision's weights API (the torch
 hub cache, ``$TORCH_HOME/hub/checkpoints``); nothing else is ever downloaded.
@@ -99,9 +102,10 @@ class SmallUNet(nn.Module):
         x: ``(N, 3, H, W)`` -> ``(N, K, H, W)``; any H, W (skips are resized when not divisible by 8).
     """
 
-    def __init__(self, num_classes: int, widths=(16, 32, 64, 128), in_channels: int = 3):
+    def __init__(self, num_classes: int, widths=(16, 32, 64, 128)):
         super().__init__()
         self.encoders = nn.ModuleList()
+        in_channels = 3
         for width in widths:
             self.encoders.append(_double_conv(in_channels, width))
             in_channels = width
@@ -165,34 +169,6 @@ class LiteUNet(nn.Module):
         return self.classifier(self.refine(x + full))
 
 
-class SubPixelUNet(nn.Module):
-    """A :class:`SmallUNet` run at 1/``factor`` resolution, with exact full-resolution logits.
-
-    The image is folded space-to-depth (``pixel_unshuffle``: every ``factor``×``factor`` block of
-    pixels becomes ``3·factor²`` channels of one pixel, losslessly), the UNet predicts
-    ``factor²·K`` logits per folded pixel, and depth-to-space (``pixel_shuffle``, the sub-pixel
-    convolution of ESPCN) unfolds them: every output pixel has its own logits, so a 1 px pole can
-    still be drawn, while every convolution runs on ``factor²`` times fewer positions.
-
-    Shape:
-        x: ``(N, 3, H, W)`` -> ``(N, K, H, W)``; any H, W (padded to a multiple of ``factor``).
-    """
-
-    def __init__(self, num_classes: int, widths=(16, 32, 64, 128), factor: int = 2):
-        super().__init__()
-        self.factor = factor
-        self.body = SmallUNet(num_classes * factor * factor, widths, in_channels=3 * factor * factor)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        f = self.factor
-        pad_h, pad_w = -height % f, -width % f
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        logits = F.pixel_shuffle(self.body(F.pixel_unshuffle(x, f)), f)
-        return logits[..., :height, :width]
-
-
 def _resnet_weights(depth: int, pretrained: bool):
     from torchvision.models import ResNet50_Weights, ResNet101_Weights
 
@@ -244,14 +220,6 @@ def _lite_unet(widths) -> Callable[[int, bool], nn.Module]:
     return build
 
 
-def _subpixel_unet(widths, factor: int = 2) -> Callable[[int, bool], nn.Module]:
-    def build(num_classes: int, pretrained: bool) -> nn.Module:
-        if pretrained:
-            raise UserError("the UNets have no pretrained weights; drop --pretrained or pick another model")
-        return SubPixelUNet(num_classes, widths, factor)
-    return build
-
-
 MODELS: dict[str, Callable[[int, bool], nn.Module]] = {
     "deeplabv3plus_resnet101": _deeplabv3plus_resnet101,
     "deeplabv3_resnet50": _deeplabv3(50),
@@ -260,11 +228,6 @@ MODELS: dict[str, Callable[[int, bool], nn.Module]] = {
     "unet_small": _unet((16, 32, 64, 128)),
     "unet_tiny": _unet((8, 16, 32, 64)),
     "unet_lite": _lite_unet((16, 32, 64, 128)),
-    "unet_lite_wide": _lite_unet((16, 48, 96, 160)),
-    "unet_lite_narrow": _lite_unet((16, 24, 48, 96)),
-    "unet_s2d": _subpixel_unet((32, 64, 128, 128)),
-    "unet_s2d_small": _subpixel_unet((24, 48, 96, 128)),
-    "unet_s2d_tiny": _subpixel_unet((16, 32, 64, 128)),
 }
 
 
