@@ -43,8 +43,16 @@ def test_quick_is_the_default_benchmark():
     cfg = load_config("quick")
     assert cfg.data.dataset == "synthetic" and cfg.seeds == (0,)
     assert cfg.losses == ("mcce", "focal", "tce")
-    assert (cfg.optim.name, cfg.optim.lr, cfg.train.batch_size) == ("adam", 2e-3, 16)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.train.batch_size) == ("adam", 8e-3, 8)
+    assert cfg.model.name == "unet_lite"
     assert len(load_config("quick-long").seeds) >= 3
+
+
+def test_trained_is_the_papers_regime():
+    cfg = load_config("trained")
+    assert cfg.data.dataset == "synthetic" and len(cfg.seeds) >= 3
+    assert {"mcce", "focal", "tce", "tce-online", "rcs"} <= set(cfg.losses)
+    assert cfg.train.iters > 2 * load_config("quick").train.iters
 
 
 def test_round_trip_and_frozen(tmp_path):
