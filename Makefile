@@ -20,7 +20,7 @@ $(DOCS_STAMP): $(STAMP)
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/fairseg-bench run --losses mcce,focal,tce
+	$(VENV)/bin/fairseg-bench run --losses mcce,focal,tce --jobs 2  # two single-thread runs at once
 
 test: $(STAMP)
 	$(PY) -m pytest -q
