@@ -1,9 +1,10 @@
 """Evaluate a folder of prediction PNGs against a dataset's labels; write a ``metrics.json`` like a run's.
 
 How a pair is counted: both PNGs are decoded by Pillow (palette PNGs as indices) and their *raw*
-values counted jointly by :class:`~fairseg_bench.core.confusion.ConfusionMatrix` as a 256 x 256
-histogram (raw label value x raw predicted value), one fused pass over the pixels with no lookup
-table applied to the maps. The histogram is then folded into the ``(K, K + 1)`` class matrix by
+values counted jointly by :class:`~fairseg_bench.core.confusion.ConfusionMatrix` as an R x R histogram
+(raw label value x raw predicted value, R = 1 + the largest valid raw value, 34 for Cityscapes
+labelIds), one fused pass over the pixels with no lookup table applied to the maps (a lookup
+costs more than the count). The histogram is then folded into the ``(K, K + 1)`` class matrix by
 the folder's lookup tables (:mod:`fairseg_bench.data.prediction_folders`): ignored label values
 are dropped, void predictions land in column ``K``, and a value outside the label set, in either
 file, is a one-line error naming the file. From that matrix: the per-image TP/FP/FN kept for the
@@ -41,7 +42,11 @@ class PairCounter:
         pred = np.asarray(prediction_lut, np.int64)
         self.bad_label = gt < 0
         self.bad_prediction = pred < 0
-        pred_col = np.where(pred == 255, K, pred)
+        # Raw values counted: 0 .. R-1, R = 1 + the largest valid raw value (34 for Cityscapes
+        # labelIds): a smaller histogram is faster, and larger values are refused by the count.
+        self.raw_values = R = 1 + int(max(np.flatnonzero(gt >= 0).max(), np.flatnonzero(pred >= 0).max()))
+        pred_col = np.where(pred == 255, K, pred)[:R]
+        gt = gt[:R]
         row_ok = (gt >= 0) & (gt < K)
         col_ok = (pred_col >= 0) & (pred_col <= K)
         # cell of the (K, K + 1) matrix for every (raw label, raw prediction) pair; -1 = counts nowhere
@@ -50,13 +55,16 @@ class PairCounter:
         self._cm = None
 
     def _histogram(self, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-        """(256, 256) int64 joint histogram of raw values (rows label, columns prediction)."""
+        """(R, R) int64 joint histogram of raw values (rows label, columns prediction).
+
+        A value of R or more raises ``ValueError`` (from the confusion matrix's own checks).
+        """
         import torch
 
         from fairseg_bench.core.confusion import ConfusionMatrix
 
         if self._cm is None:
-            self._cm = ConfusionMatrix(256, ignore_index=-1, validate=False)
+            self._cm = ConfusionMatrix(self.raw_values, ignore_index=-1)
         self._cm.reset()
         with warnings.catch_warnings():  # Pillow's arrays are read-only; they are only read here
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
@@ -70,9 +78,15 @@ class PairCounter:
         if label.shape != prediction.shape:
             raise UserError(f"{prediction_path}: size {prediction.shape[1]}x{prediction.shape[0]} differs from its "
                             f"label {label_path.name} ({label.shape[1]}x{label.shape[0]})")
-        raw = self._histogram(label, prediction)
-        self._check_values(raw.sum(1), self.bad_label, label_path, "label")
-        self._check_values(raw.sum(0), self.bad_prediction, prediction_path, "prediction")
+        try:
+            raw = self._histogram(label, prediction)
+        except ValueError:  # a raw value beyond the label set's largest: find and name it
+            for array, bad, path, what in ((label, self.bad_label, label_path, "label"),
+                                           (prediction, self.bad_prediction, prediction_path, "prediction")):
+                self._check_values(np.bincount(array.reshape(-1), minlength=256), bad, path, what)
+            raise
+        self._check_values(raw.sum(1), self.bad_label[: self.raw_values], label_path, "label")
+        self._check_values(raw.sum(0), self.bad_prediction[: self.raw_values], prediction_path, "prediction")
         flat = raw.reshape(-1)
         nonzero = np.flatnonzero(flat)
         cells = self.cell[nonzero]
