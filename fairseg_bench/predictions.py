@@ -114,11 +114,12 @@ def tp_fp_fn(matrix: np.ndarray) -> np.ndarray:
 _worker_counter: PairCounter | None = None
 
 
-def _init_worker(label_lut, prediction_lut, num_classes) -> None:
+def _init_worker(label_lut, prediction_lut, num_classes, one_thread: bool = True) -> None:
     global _worker_counter
     import torch
 
-    torch.set_num_threads(1)
+    if one_thread:  # a worker process; the in-process path leaves the caller's setting alone
+        torch.set_num_threads(1)
     _worker_counter = PairCounter(label_lut, prediction_lut, num_classes)
 
 
@@ -146,6 +147,7 @@ def default_workers() -> int:
 
 def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool = True):
     """Count every pair. Returns the ``(K, K + 1)`` matrix and ``(N, 3, K)`` per-image statistics."""
+    import torch  # noqa: F401 - imported before the workers fork, so they share it
     from tqdm import tqdm
 
     workers = default_workers() if workers is None else int(workers)
@@ -159,7 +161,7 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
     results = []
     try:
         if workers == 1 or len(chunks) == 1:
-            _init_worker(*init)
+            _init_worker(*init, one_thread=False)
             for chunk in chunks:
                 results.append(_count_chunk(chunk))
                 bar.update(len(chunk))
