@@ -86,3 +86,20 @@ def test_q_of_a_round_share_is_exact():
 def test_core_module_imports_no_torch():
     code = "import sys, fairseg_bench.core.image_metrics; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_replicates_equal_the_metrics_of_the_resampled_images():
+    from fairseg_bench.core.image_metrics import image_level_replicates
+
+    rng = np.random.default_rng(7)
+    tp, fp, fn = random_stats(rng, n=23)
+    counts = rng.multinomial(23, np.full(23, 1 / 23), size=6)
+    counts[0] = 1  # the identity draw
+    reps = image_level_replicates(tp, fp, fn, counts)
+    for b, row in enumerate(counts):
+        idx = np.repeat(np.arange(23), row)
+        expected = loop_reference(tp[idx], fp[idx], fn[idx])
+        for key, value in expected.items():
+            if key == "images":
+                continue
+            np.testing.assert_allclose(reps[key][b], value, rtol=0, atol=1e-12, err_msg=f"{key} replicate {b}")

@@ -119,3 +119,47 @@ def image_level_metrics(tp, fp, fn, worst_percents=WORST_PERCENTS) -> dict:
     out["images"] = int((~np.isnan(per_image)).sum())
     return out
 
+
+
+def _weighted_worst(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """Worst-q % mean of every replicate, an image drawn w times counting w times.
+
+    Shape:
+        values ``(N,)`` finite; weights ``(B, N)`` non-negative integers -> ``(B,)``.
+    """
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[:, order].astype(np.float64)
+    total = w.sum(1)
+    n = np.maximum(1.0, np.floor(q / 100 * total + 1e-9))  # images kept, per replicate
+    before = np.cumsum(w, axis=1) - w  # images ranked below each value
+    take = np.clip(n[:, None] - before, 0.0, w)  # copies of each value among the n lowest
+    return (take * v).sum(1) / n
+
+
+def image_level_replicates(tp, fp, fn, counts, worst_percents=WORST_PERCENTS) -> dict[str, np.ndarray]:
+    """:func:`image_level_metrics` of bootstrap replicates over images, without materialising them.
+
+    ``counts[b, i]`` is how often image i is drawn in replicate b (images without a valid pixel
+    are ignored whatever their count). Returns the scalar keys as ``(B,)`` arrays and
+    ``iou_class`` as ``(B, K)``; with ``counts`` all ones it equals :func:`image_level_metrics`.
+
+    Shape:
+        tp, fp, fn ``(N, K)``; counts ``(B, N)``.
+    """
+    iou = per_image_class_iou(tp, fp, fn)
+    per_image = _nanmean_rows(iou)
+    used = ~np.isnan(per_image)
+    w = np.asarray(counts, dtype=np.float64)[:, used]
+    v = per_image[used]
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["miou_image"] = (w @ v) / w.sum(1)
+        for q in worst_percents:
+            out[f"miou_image_worst_{q:g}"] = _weighted_worst(v, w, q) if v.size else np.full(len(w), np.nan)
+        present = ~np.isnan(iou[used])
+        per_class = (w @ np.where(present, iou[used], 0.0)) / (w @ present)  # (B, K), NaN where absent
+    finite = ~np.isnan(per_class)
+    out["miou_class"] = np.where(finite, per_class, 0.0).sum(1) / np.maximum(finite.sum(1), 1)
+    out["miou_class"][finite.sum(1) == 0] = np.nan
+    out["iou_class"] = per_class
+    return out
