@@ -306,3 +306,25 @@ def test_written_file_is_strict_json(cityscapes, tmp_path, capsys):
     assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--dataset", "cityscapes", "--root",
                cityscapes / "data", "--out", out, "--quiet", "--workers", "1")[0] == 0
     json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_values_outside_the_label_set_inside_the_counted_range(cityscapes, tmp_path, capsys):
+    """trainIds 0-18 and 255 are valid, so 30 lies inside the counted range and is found on the histogram."""
+    folder = tmp_path / "train_ids"
+    for k, p in enumerate(sorted((cityscapes / "preds").rglob("*.png"))):
+        save_png(folder / p.name, np.full(SHAPE, 30 if k == 2 else 3, np.uint8))
+    code, _, err = cli(capsys, "evaluate", "--predictions", folder, "--ids", "train", "--dataset", "cityscapes",
+                       "--root", cityscapes / "data", "--out", tmp_path / "o.json", "--quiet", "--workers", "1")
+    assert code == 2 and err.count("\n") == 1 and "prediction values 30 are outside the label set" in err, err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_a_label_outside_the_label_set_names_the_label_file(tmp_path, capsys):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("a\nb\n")
+    save_png(tmp_path / "gt" / "x.png", np.full(SHAPE, 7, np.uint8))
+    save_png(tmp_path / "pred" / "x.png", np.zeros(SHAPE, np.uint8))
+    code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "pred", "--labels", tmp_path / "gt",
+                       "--classes", classes, "--out", tmp_path / "o.json", "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "x.png: label values 7 are outside" in err, err
+    assert not (tmp_path / "o.json").exists()
