@@ -103,3 +103,16 @@ def test_replicates_equal_the_metrics_of_the_resampled_images():
             if key == "images":
                 continue
             np.testing.assert_allclose(reps[key][b], value, rtol=0, atol=1e-12, err_msg=f"{key} replicate {b}")
+
+
+def test_distribution_figure_renders(tmp_path):
+    from fairseg_bench.report.image_figures import per_image_miou_percent, plot_image_miou
+
+    rng = np.random.default_rng(8)
+    runs = [dict(zip(("tp", "fp", "fn"), random_stats(rng))) for _ in range(2)]
+    values = per_image_miou_percent(runs)
+    used = sum(int((~np.isnan(image_miou(r["tp"], r["fp"], r["fn"]))).sum()) for r in runs)
+    assert values.shape == (used,) and 0 <= values.min() and values.max() <= 100
+    fig = plot_image_miou({"mcce": values, "tce": values[::-1] * 0.9}, reference="mcce")
+    fig.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000
