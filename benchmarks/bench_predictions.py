@@ -1,9 +1,9 @@
 """Evaluating a prediction folder: pairs/s of ``evaluate --predictions`` against cityscapesScripts'
 ``evaluateImgLists`` and against the decode limit, all on one generated folder, in one run.
 
-The folder is a Cityscapes val split of 1024x2048 labelId PNGs (spatially coherent regions, every
-labelId including the ignored ones) with predictions that disagree on ~15 % of the pixels, written
-once to a temporary folder. Three methods, alternating in every round (the order rotates), and the
+The folder is a Cityscapes val split of 1024x2048 labelId PNGs, Cityscapes-shaped as in
+``bench_confusion.py`` (32-px blocks of every labelId, the ignored ones included) with predictions
+wrong in ~20 % of 16-px blocks, written once to a temporary folder. Three methods, alternating in every round (the order rotates), and the
 table gives the median pairs/s over the rounds:
 
 - ``fairseg-bench``: ``evaluate_predictions`` end to end (matching, worker pool start, decoding,
@@ -36,22 +36,15 @@ H, W = 1024, 2048
 
 
 def label_map(rng: np.random.Generator) -> np.ndarray:
-    """A street-scene-like labelId map: coherent regions of several sizes, every labelId 0..33."""
-    coarse = rng.integers(0, 34, (H // 64, W // 64))
-    out = np.kron(coarse, np.ones((64, 64), np.int64))
-    for block in (16, 4):  # smaller objects on top of the big regions
-        fine = rng.integers(0, 34, (H // block, W // block))
-        mask = np.kron(rng.random((H // block, W // block)) < 0.15, np.ones((block, block), bool))
-        out[mask] = np.kron(fine, np.ones((block, block), np.int64))[mask]
-    return out.astype(np.uint8)
+    """Cityscapes-shaped labelIds, as ``bench_confusion.py`` makes them: 32-px blocks of every labelId 0..33."""
+    return np.kron(rng.integers(0, 34, (H // 32, W // 32)), np.ones((32, 32), np.int64)).astype(np.uint8)
 
 
 def prediction_of(rng: np.random.Generator, label: np.ndarray) -> np.ndarray:
-    """The label shifted by a few pixels (boundary errors) with some blocks relabelled."""
-    pred = np.roll(label, (rng.integers(-3, 4), rng.integers(-3, 4)), axis=(0, 1)).copy()
-    mask = np.kron(rng.random((H // 8, W // 8)) < 0.05, np.ones((8, 8), bool))
-    pred[mask] = rng.integers(0, 34, int(mask.sum()), dtype=np.uint8)
-    return pred
+    """The label, wrong (any labelId) in ~20 % of 16-px blocks."""
+    wrong = np.kron(rng.random((H // 16, W // 16)) < 0.2, np.ones((16, 16), bool))
+    other = np.kron(rng.integers(0, 34, (H // 16, W // 16)), np.ones((16, 16), np.int64)).astype(np.uint8)
+    return np.where(wrong, other, label)
 
 
 def make_folder(base: Path, pairs: int, seed: int = 0) -> tuple[Path, Path]:
