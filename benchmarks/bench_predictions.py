@@ -3,8 +3,8 @@
 
 The folder is a Cityscapes val split of 1024x2048 labelId PNGs, Cityscapes-shaped as in
 ``bench_confusion.py`` (32-px blocks of every labelId, the ignored ones included) with predictions
-wrong in ~20 % of 16-px blocks, written once to a temporary folder. Three methods, alternating in every round (the order rotates), and the
-table gives the median pairs/s over the rounds:
+wrong in ~20 % of 16-px blocks, written once to a temporary folder. Three methods, alternating
+in every round (the order rotates); the table gives the median pairs/s over the rounds:
 
 - ``fairseg-bench``: ``evaluate_predictions`` end to end (matching, worker pool start, decoding,
   counting, per-image statistics, the metrics.json write), ``--workers`` processes;

@@ -57,7 +57,8 @@ def _dataset_classes(name: str) -> list[str]:
     from fairseg_bench.data.label_sets import DATASET_CLASSES
 
     if name not in DATASET_CLASSES:
-        raise UserError(f"unknown dataset {name!r} for a result file; choose one of {', '.join(sorted(DATASET_CLASSES))}")
+        choices = ", ".join(sorted(DATASET_CLASSES))
+        raise UserError(f"unknown dataset {name!r} for a result file; choose one of {choices}")
     return list(DATASET_CLASSES[name])
 
 
@@ -76,7 +77,7 @@ def _ordered(values: dict[str, float], expected: list[str], path: Path) -> np.nd
     """Values by class name, in the order of ``expected``; the sets must match."""
     by_norm = {normalise(k): v for k, v in values.items()}
     want = [normalise(c) for c in expected]
-    missing = [c for c, n in zip(expected, want) if n not in by_norm]
+    missing = [c for c, n in zip(expected, want, strict=True) if n not in by_norm]
     extra = sorted(set(by_norm) - set(want))
     if missing or extra:
         parts = []
@@ -119,8 +120,7 @@ def _is_cityscapes(obj: dict) -> bool:
 
 
 def _parse_cityscapes(obj: dict, path: Path, classes=None, dataset=None) -> dict:
-    from fairseg_bench.data.label_sets import (CITYSCAPES_CLASSES, CITYSCAPES_LABEL_IDS,
-                                               LABEL_ID_TO_TRAIN_ID)
+    from fairseg_bench.data.label_sets import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_IDS, LABEL_ID_TO_TRAIN_ID
 
     if dataset not in (None, "cityscapes"):
         raise UserError(f"{path}: a cityscapesScripts result holds Cityscapes classes, not {dataset}'s")
@@ -132,7 +132,8 @@ def _parse_cityscapes(obj: dict, path: Path, classes=None, dataset=None) -> dict
     iou = _ordered(scores, expected, path) * 100.0
     conf = np.asarray(obj["confMatrix"], dtype=np.float64)
     if conf.shape != (CITYSCAPES_LABEL_IDS, CITYSCAPES_LABEL_IDS) or (conf < 0).any() or (conf % 1).any():
-        raise UserError(f"{path}: confMatrix must be a {CITYSCAPES_LABEL_IDS} x {CITYSCAPES_LABEL_IDS} matrix of counts")
+        n = CITYSCAPES_LABEL_IDS
+        raise UserError(f"{path}: confMatrix must be a {n} x {n} matrix of counts")
     order = [normalise(c) for c in CITYSCAPES_CLASSES]
     position = {i: order.index(normalise(expected[i])) for i in range(len(expected))}  # expected -> trainId
     label_ids = {train: label for label, train in LABEL_ID_TO_TRAIN_ID.items()}

@@ -153,7 +153,7 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise UserError(f"--workers {workers}: expected at least 1")
-    items = list(zip(pairs.labels, pairs.predictions))
+    items = list(zip(pairs.labels, pairs.predictions, strict=True))
     chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     init = (pairs.label_lut, pairs.prediction_lut, len(pairs.classes))
     bar = tqdm(total=len(items), desc="evaluate", unit="pair", dynamic_ncols=True,
@@ -200,7 +200,7 @@ def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *
 
     from fairseg_bench.core.fairness import fairness_metrics
     from fairseg_bench.core.image_metrics import image_level_metrics
-    from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou, pixel_accuracy
+    from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou
     from fairseg_bench.results import SCHEMA_VERSION
     from fairseg_bench.runner import environment
 

@@ -6,8 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from fairseg_bench.core.image_metrics import (class_image_iou, image_level_metrics, image_miou,
-                                              per_image_class_iou, worst_mean)
+from fairseg_bench.core.image_metrics import (
+    class_image_iou,
+    image_level_metrics,
+    image_miou,
+    per_image_class_iou,
+    worst_mean,
+)
 
 
 def random_stats(rng, n=37, k=6):
@@ -109,7 +114,7 @@ def test_distribution_figure_renders(tmp_path):
     from fairseg_bench.report.image_figures import per_image_miou_percent, plot_image_miou
 
     rng = np.random.default_rng(8)
-    runs = [dict(zip(("tp", "fp", "fn"), random_stats(rng))) for _ in range(2)]
+    runs = [dict(zip(("tp", "fp", "fn"), random_stats(rng), strict=True)) for _ in range(2)]
     values = per_image_miou_percent(runs)
     used = sum(int((~np.isnan(image_miou(r["tp"], r["fp"], r["fn"]))).sum()) for r in runs)
     assert values.shape == (used,) and 0 <= values.min() and values.max() <= 100

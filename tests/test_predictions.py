@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cli_helpers import call_main as cli
 from fake_datasets import write_ade20k, write_cityscapes, write_voc
+from PIL import Image
+
 from fairseg_bench.data.label_sets import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID
 from fairseg_bench.results import read_metrics
 
@@ -166,7 +166,7 @@ def test_ade20k_against_brute_force(tmp_path, capsys, reduce_zero_label):
                        tmp_path / "data", "--out", out, "--quiet", "--workers", "2", *extra)
     assert code == 0, err
     mapping = {0: -1, **{v: v - 1 for v in range(1, 151)}}
-    expected = brute_force_iou(zip(labels, preds), mapping, mapping, 150)
+    expected = brute_force_iou(zip(labels, preds, strict=True), mapping, mapping, 150)
     np.testing.assert_allclose(read_metrics(out).iou, expected, rtol=0, atol=1e-12)
 
 
@@ -184,8 +184,8 @@ def test_voc_palette_predictions_against_brute_force(tmp_path, capsys):
                        tmp_path / "data", "--out", out, "--quiet")
     assert code == 0, err
     mapping = {**{c: c for c in range(21)}, 255: -1}
-    np.testing.assert_allclose(read_metrics(out).iou, brute_force_iou(zip(labels, preds), mapping, mapping, 21),
-                               rtol=0, atol=1e-12)
+    expected = brute_force_iou(zip(labels, preds, strict=True), mapping, mapping, 21)
+    np.testing.assert_allclose(read_metrics(out).iou, expected, rtol=0, atol=1e-12)
 
 
 def test_generic_folders_with_an_ignore_index(tmp_path, capsys):
@@ -194,7 +194,7 @@ def test_generic_folders_with_an_ignore_index(tmp_path, capsys):
     (tmp_path / "classes.txt").write_text("\n".join(classes) + "\n")
     labels = [blocky(rng, [0, 1, 2, 9]) for _ in range(3)]
     preds = [noisy(rng, label, [0, 1, 2, 9]) for label in labels]
-    for k, (label, pred) in enumerate(zip(labels, preds)):
+    for k, (label, pred) in enumerate(zip(labels, preds, strict=True)):
         save_png(tmp_path / "gt" / f"img{k}.png", label, palette=True)
         save_png(tmp_path / "pred" / "sub" / f"img{k}.png", pred)
     out = tmp_path / "m.json"
@@ -204,7 +204,8 @@ def test_generic_folders_with_an_ignore_index(tmp_path, capsys):
     run = read_metrics(out)
     mapping = {0: 0, 1: 1, 2: 2, 9: -1}
     assert run.classes == classes and run.data["dataset"] == "custom"
-    np.testing.assert_allclose(run.iou, brute_force_iou(zip(labels, preds), mapping, mapping, 3), rtol=0, atol=1e-12)
+    expected = brute_force_iou(zip(labels, preds, strict=True), mapping, mapping, 3)
+    np.testing.assert_allclose(run.iou, expected, rtol=0, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -155,7 +155,8 @@ def _cityscapes(pred_dir: Path, root, split: str, ids: str, **_) -> PairList:
             raise UserError(f"{pred_dir}: {len(preds[name])} predictions match {name} ({shown}); keep one")
     missing = [n for n in names if not preds[n]]
     if missing:
-        raise _missing_error(missing, len(names), pred_dir, "one <city>_<seq>_<frame>*.png per image, anywhere below it")
+        raise _missing_error(missing, len(names), pred_dir,
+                             "one <city>_<seq>_<frame>*.png per image, anywhere below it")
     if ids == "train":
         pred_lut = _identity_lut(len(cs.CITYSCAPES_CLASSES), IGNORE_INDEX)
     else:

@@ -31,7 +31,7 @@ def plot_image_miou(per_method: dict[str, np.ndarray], reference: str | None = N
     """ECDF of per-image mIoU (percent) of each method; ``per_method`` maps method -> values."""
     fig = Figure(figsize=(7.0, 4.2), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    for q, alpha in zip(sorted(WORST_PERCENTS, reverse=True), (0.08, 0.16)):
+    for q, alpha in zip(sorted(WORST_PERCENTS, reverse=True)[:2], (0.08, 0.16), strict=True):
         ax.axhspan(0, q / 100, color="#d62728", alpha=alpha, lw=0)
         ax.text(0.5, q / 100, f" worst {q:g} %", va="bottom", ha="left", fontsize=8, color="#a01010")
     fallback = iter(["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442"])
