@@ -206,7 +206,7 @@ def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *
 
     K = len(pairs.classes)
     square = _square(matrix)
-    iou = per_class_iou(square)[:K]
+    iou = per_class_iou(matrix[:, :K], void=matrix[:, K])
     per_image = {"tp": stats[:, 0], "fp": stats[:, 1], "fn": stats[:, 2]}
     total = int(matrix.sum())
     return {

@@ -121,3 +121,11 @@ def test_distribution_figure_renders(tmp_path):
     fig = plot_image_miou({"mcce": values, "tce": values[::-1] * 0.9}, reference="mcce")
     fig.savefig(tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_void_predictions_are_false_negatives_only():
+    from fairseg_bench.core.iou import per_class_iou
+
+    cm = np.array([[6, 2], [0, 3]])
+    np.testing.assert_allclose(per_class_iou(cm, void=[2, 0]), [6 / 10, 3 / 5])
+    np.testing.assert_allclose(per_class_iou(cm), [6 / 8, 3 / 5])
