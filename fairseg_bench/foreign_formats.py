@@ -178,8 +178,8 @@ def _is_hf(obj: dict) -> bool:
 def _parse_hf(obj: dict, path: Path, classes=None, dataset=None) -> dict:
     values = [_number(v, path, "per_category_iou") for v in obj["per_category_iou"]]
     if classes is None and dataset is None:
-        raise UserError(f"{path}: a Hugging Face mean_iou result names no classes; give the class list "
-                        "(--classes FILE) or the dataset (--dataset NAME)")
+        raise UserError(f"{path}: a Hugging Face mean_iou result names no classes; give them with --classes "
+                        "(a file, one name a line, or a dataset: cityscapes, ade20k, voc)")
     if classes is None:
         classes = _dataset_classes(dataset)
     if len(values) != len(classes):

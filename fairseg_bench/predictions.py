@@ -186,6 +186,20 @@ def _square(matrix: np.ndarray) -> np.ndarray:
     return square
 
 
+def evaluation_hash(pairs: PairList, options: dict) -> str:
+    """What makes two evaluations comparable: dataset, split, value conventions, classes and image names.
+
+    Paths are left out, so the same split evaluated on another machine has the same hash; models
+    evaluated on the same images share it (``check`` and ``report`` compare them as one experiment).
+    """
+    import hashlib
+    import json
+
+    key = {k: options.get(k) for k in ("dataset", "split", "ids", "reduce_zero_label", "ignore_index")}
+    key.update(classes=list(pairs.classes), images=list(pairs.names))
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
 def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *, method: str,
                        source: Path, options: dict, wall_time_s: float) -> dict:
     """The ``metrics.json`` content of an evaluated prediction folder (the runs' schema, version 1).
@@ -211,7 +225,7 @@ def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *
     total = int(matrix.sum())
     return {
         "schema_version": SCHEMA_VERSION, "experiment": f"predictions-{pairs.dataset}", "method": method,
-        "loss_spec": None, "seed": 0, "config_hash": None, "config": {"evaluate": options},
+        "loss_spec": None, "seed": 0, "config_hash": evaluation_hash(pairs, options), "config": {"evaluate": options},
         "dataset": pairs.dataset, "split": pairs.split, "steps": None, "classes": list(pairs.classes),
         "ignore_index": 255, "palette": np.asarray(pairs.palette).tolist(),
         "confusion_matrix": matrix[:, :K], "void_predictions": matrix[:, K], "per_image": per_image,

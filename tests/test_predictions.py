@@ -329,3 +329,11 @@ def test_a_label_outside_the_label_set_names_the_label_file(tmp_path, capsys):
                        "--classes", classes, "--out", tmp_path / "o.json", "--quiet")
     assert code == 2 and err.count("\n") == 1 and "x.png: label values 7 are outside" in err, err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_evaluations_of_one_split_share_a_config_hash(cityscapes, tmp_path, capsys):
+    common = ["--dataset", "cityscapes", "--root", cityscapes / "data", "--quiet", "--workers", "1"]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--out", a, *common)[0] == 0
+    assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--name", "x", "--out", b, *common)[0] == 0
+    assert read_metrics(a).data["config_hash"] == read_metrics(b).data["config_hash"]
