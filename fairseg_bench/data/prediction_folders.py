@@ -254,6 +254,9 @@ def match_predictions(predictions, *, dataset: str | None = None, root=None, spl
         if labels is None or classes is None:
             raise UserError("a generic label folder needs both --labels GT_DIR and --classes FILE")
         return _generic(pred_dir, labels, classes, ignore_index, split)
+    if dataset is None:
+        raise UserError(f"give --dataset ({', '.join(PREDICTION_DATASETS)}) with --root, or --labels GT_DIR "
+                        "--classes FILE for any other label folder")
     if dataset not in PREDICTION_DATASETS:
         raise UserError(f"--dataset {dataset!r} cannot be read from prediction folders; choose one of "
                         f"{', '.join(PREDICTION_DATASETS)}, or give --labels GT_DIR --classes FILE")
