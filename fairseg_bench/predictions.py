@@ -118,8 +118,11 @@ def _init_worker(label_lut, prediction_lut, num_classes, one_thread: bool = True
     global _worker_counter
     import torch
 
-    if one_thread:  # a worker process; the in-process path leaves the caller's setting alone
+    if one_thread:  # a worker process; the in-process path leaves the caller's settings alone
+        import signal
+
         torch.set_num_threads(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool, one message
     _worker_counter = PairCounter(label_lut, prediction_lut, num_classes)
 
 
