@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow bench clean
+.PHONY: setup run test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q --doctest-modules fairseg_bench/core
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fairseg_bench tests benchmarks
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -20,7 +20,7 @@ from fairseg_bench.core.stats import (
 
 _TORCH_NAMES = {"ConfusionMatrix": "fairseg_bench.core.confusion", "confusion_matrix": "fairseg_bench.core.confusion"}
 
-__all__ = [
+__all__ = [  # noqa: F822 - the torch names resolve through __getattr__
     "ConfusionMatrix",
     "confusion_matrix",
     "per_class_iou",

@@ -500,24 +500,23 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", ou
     target = Path(out) / METRICS_FILE if out else checkpoint.parent / f"metrics-{split}.json"
     write_json_atomic(target, record)
     log(f"wrote {target}")
+    print_tables([target])
     return target
 
 
 # ----------------------------------------------------------------------------- summary
-def print_tables(run_dirs: list[Path], reference: str) -> None:
-    """Print Table 1 (per-class IoU sorted by the reference) and Table 3 (fairness), in percent."""
-    try:
-        from fairseg_bench.report import tables
-        from fairseg_bench.report.inputs import load_inputs
-        from fairseg_bench.report.summary import summarize
+def print_tables(paths: list[Path], reference: str | None = None) -> None:
+    """Print Table 1 (per-class IoU) and Table 3 (fairness) of ``paths`` through the report layer."""
+    from fairseg_bench.report import console_tables
 
-        summary = summarize(load_inputs(run_dirs), reference, n_boot=0)
-        print("\n" + tables.table1(summary).to_markdown() + "\n\n" + tables.table3(summary).to_markdown())
-    except Exception as exc:  # the results are on disk; fall back to a plain listing
-        log(f"warning: the tables could not be formatted ({type(exc).__name__}: {exc})")
-        for run in run_dirs:
-            data = read_metrics(run).data
-            print(f"{run.name}: mIoU {100 * data['miou']:.2f}, worst {100 * data['fairness']['worst']:.2f}")
+    try:
+        text, warnings = console_tables(paths, reference)
+    except UserError as exc:  # the results are on disk; say why the tables are missing
+        log(f"warning: no tables: {exc}")
+        return
+    for line in warnings:
+        log(f"warning: {line}")
+    print("\n" + text, flush=True)
 
 
 def write_report(folder: Path, reference: str) -> None:

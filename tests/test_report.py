@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from report_synthetic import CLASSES, write_experiment, write_run
 
 from fairseg_bench.cli import main
 from fairseg_bench.report import build_report
-from report_synthetic import CLASSES, write_experiment, write_run
 
 METHODS = ("mcce", "focal", "tce")
 SEEDS = (0, 1)
@@ -62,7 +62,7 @@ def fairness_by_hand(iou: np.ndarray, reference: np.ndarray) -> dict[str, float]
         "pct_bottom_threshold": lo, "pct_bottom_mean": float(np.mean(iou[iou <= lo])),
         "pct_top_threshold": hi, "pct_top_mean": float(np.mean(iou[iou >= hi])),
         "worst": float(iou.min()), "std": std, "best": float(iou.max()),
-        "gap": float(iou.max() - iou.min()), "cov": std / mean, "gini": gini,
+        "gap": float(iou.max() - iou.min()), "cov": 100 * std / mean, "gini": 100 * gini,  # ratios x100
     }
 
 
@@ -151,7 +151,7 @@ def test_table3_cells_equal_numpy_by_hand(experiment, report):
     md = (out / "report.md").read_text()
     table = next(t for t in markdown_tables(md) if t[0][1] == "sorted 25% bottom")
     assert table[0][1:] == ["sorted 25% bottom", "sorted 25% top", "25th perc. bottom threshold",
-                            "25th perc. bottom mIoU", "25th perc. top threshold", "25th perc. top mIoU",
+                            "25th perc. bottom mIoU", "75th perc. top threshold", "75th perc. top mIoU",
                             "overall worst", "overall std.", "overall mIoU"]
     worst = {m: np.array([fairness_by_hand(i, reference)["worst"] for i in ious[m]]) for m in METHODS}
     best_worst = max(round(w.mean(), 2) for w in worst.values())
@@ -178,6 +178,8 @@ def test_paired_bootstrap_marks_and_intervals(tmp_path):
         data["per_image"] = {k: v.tolist() for k, v in stats.items()}
         tp, fp, fn = (stats[k].sum(0) for k in ("tp", "fp", "fn"))
         data["iou"] = (tp / (tp + fp + fn)).tolist()
+        data["miou"] = float(np.mean(data["iou"]))
+        data["confusion_matrix"] = np.zeros((len(CLASSES),) * 2, int).tolist()  # the per-image counts only
         data["method"] = "tce"
         (dst / "metrics.json").write_text(json.dumps(data))
     out = tmp_path / "out"
@@ -198,8 +200,8 @@ def test_paired_bootstrap_marks_and_intervals(tmp_path):
     diffs = []
     for _ in range(2000):
         rows = rng.integers(0, n, n)
-        seed_mean = {m: np.mean([iou_from_stats(stats[m][s], rows)[truck] for s in rng.integers(0, len(SEEDS), len(SEEDS))])
-                     for m in stats}
+        seed_mean = {m: np.mean([iou_from_stats(stats[m][s], rows)[truck]
+                                 for s in rng.integers(0, len(SEEDS), len(SEEDS))]) for m in stats}
         diffs.append(seed_mean["tce"] - seed_mean["mcce"])
     low, high = np.percentile(diffs, [2.5, 97.5])
     width = high - low
@@ -267,13 +269,15 @@ def test_latex_compiles(report, tmp_path):
     out, _ = report
     inputs = "\n".join(f"\\input{{{tex.name}}}\\clearpage" for tex in sorted(out.glob("*.tex")))
     doc = tmp_path / "doc.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + inputs + "\n\\end{document}\n")
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n" + inputs
+                   + "\n\\end{document}\n")
     for tex in out.glob("*.tex"):
         shutil.copy(tex, tmp_path)
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text()  # no table wider than the page
 
 
 def test_markdown_tables_render(report):
@@ -287,18 +291,19 @@ def test_markdown_tables_render(report):
 
 def test_figures_written_with_their_size(experiment, report):
     from fairseg_bench.report import figures as fg
-    from fairseg_bench.report.inputs import load_inputs
-    from fairseg_bench.report.summary import summarize
+    from fairseg_bench.results.read import read_results
+    from fairseg_bench.results.summary import summarize
 
     out, written = report
-    expected = {"per_class_iou", "delta_iou", "fairness", "sampler_weights", "training_curves", "qualitative", "confusion_mcce"}
+    expected = {"tradeoff", "per_class_iou", "delta_iou", "fairness", "sampler_weights", "training_curves",
+                "qualitative", "confusion_mcce"}
     for name in expected:
         png, pdf = out / "figures" / f"{name}.png", out / "figures" / f"{name}.pdf"
         assert png in written and pdf in written
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
-    data = load_inputs([experiment])
+    data = read_results([experiment])
     summary = summarize(data, "mcce", n_boot=20)
-    fig = fg.per_class_iou(summary)
+    fig = fg.plot_per_class_iou(summary)
     png, _ = fg.save_figure(fig, out / "check", "iou")
     width, height = (fig.get_size_inches() * fg.DPI).round().astype(int)
     assert Image.open(png).size == (width, height)
@@ -306,10 +311,10 @@ def test_figures_written_with_their_size(experiment, report):
 
 def test_confusion_figure_is_row_normalised(experiment):
     from fairseg_bench.report import figures as fg
-    from fairseg_bench.report.inputs import load_inputs
+    from fairseg_bench.results.read import read_results
 
-    data = load_inputs([experiment])
-    fig = fg.confusion(data, "focal")
+    data = read_results([experiment])
+    fig = fg.plot_confusion(data, "focal")
     shown = np.asarray(fig.axes[0].collections[0].get_array()).reshape(len(CLASSES), len(CLASSES))
     cm = sum(np.asarray(json.loads((experiment / f"focal-s{s}" / "metrics.json").read_text())["confusion_matrix"])
              for s in SEEDS)
@@ -334,11 +339,11 @@ def test_html_is_self_contained(report):
     page = (out / "index.html").read_text()
     assert "http://" not in page and "https://" not in page and "file:" not in page
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 7 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 8 and all(s.startswith("data:image/png;base64,") for s in sources)
     for s in sources:
         Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))).verify()
     assert "<link" not in page and "<script" not in page
-    assert page.count("<table") >= 6 and "Table 3: fairness across classes." in page
+    assert page.count("<table") >= 6 and "Table 3: fairness across classes (%)." in page
     assert "loss: focal" in page  # a run config
 
 
@@ -392,8 +397,8 @@ def test_cli_bad_input_exits_2_with_one_line(case, experiment, tmp_path, capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    hint = {"empty": "no metrics.json", "classes": "different class set", "reference": "'nope'",
-            "format": "docx", "csv-classes": "different class set"}[case]
+    hint = {"empty": "no run metrics.json", "classes": "must have the same classes", "reference": "'nope'",
+            "format": "docx", "csv-classes": "must have the same classes"}[case]
     assert hint in lines[0]
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_report import markdown_tables, plain
 
 from fairseg_bench.report import build_report
-from test_report import markdown_tables, plain
 
 PAPER = Path(__file__).resolve().parents[1] / "reports" / "paper"
 

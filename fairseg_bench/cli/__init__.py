@@ -12,6 +12,7 @@ from importlib import import_module
 import click
 
 from fairseg_bench import __version__
+from fairseg_bench.errors import UserError
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -51,10 +52,17 @@ def cli():
     """Fairness across classes in semantic segmentation: train, evaluate, compare, gate."""
 
 
+# OSErrors that are not about a file the user named (sockets, processes, timeouts): internal errors.
+_NOT_ABOUT_FILES = (ConnectionError, TimeoutError, BlockingIOError, ChildProcessError, InterruptedError)
+
+
 def main(argv=None):
     """Entry point: user mistakes become one line on stderr and exit status 2, never a traceback.
 
-    Set FAIRSEG_BENCH_DEBUG=1 to see the full traceback instead.
+    A user mistake is a ``UserError`` or an ``OSError`` about a file (missing, unreadable,
+    corrupt, a full disk); anything else, a ``KeyError`` or ``ValueError`` included, is a bug in
+    fairseg-bench and shows its traceback. Set
+    FAIRSEG_BENCH_DEBUG=1 to see the traceback of user mistakes too.
     """
     try:
         rv = cli.main(args=argv, prog_name="fairseg-bench", standalone_mode=False)
@@ -71,8 +79,8 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (ValueError, OSError, KeyError) as exc:
-        if os.environ.get("FAIRSEG_BENCH_DEBUG"):
+    except (UserError, OSError) as exc:
+        if isinstance(exc, _NOT_ABOUT_FILES) or os.environ.get("FAIRSEG_BENCH_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         click.echo(f"error: {message}", err=True)

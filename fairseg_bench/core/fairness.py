@@ -26,11 +26,13 @@ dimensions, so a ``(B, K)`` stack of bootstrap replicates is one call.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
-__all__ = ["fairness_metrics", "FAIRNESS_KEYS", "PAPER_KEYS", "UNITLESS_KEYS"]
+__all__ = ["fairness_metrics", "reference_order", "cut_ties", "sorted_group_range", "FAIRNESS_KEYS", "PAPER_KEYS",
+           "UNITLESS_KEYS"]
 
 #: The keys of Table 3 of the paper, in its column order (plus ``miou`` first).
 PAPER_KEYS = (
@@ -188,3 +190,63 @@ def fairness_metrics(iou, reference=None, fraction: float = 0.25) -> dict:
     if x.ndim == 1:
         return {key: (int(v[0]) if key in ("n_classes", "k") else float(v[0])) for key, v in flat.items()}
     return {key: v.reshape(x.shape[:-1]) for key, v in flat.items()}
+
+
+def reference_order(reference) -> np.ndarray:
+    """Class indices in ascending order of the reference IoU; ties by class index, NaN last.
+
+    Example:
+        >>> reference_order([0.5, 0.1, float("nan"), 0.1]).tolist()
+        [1, 3, 0, 2]
+    """
+    return np.argsort(np.asarray(reference, dtype=np.float64), kind="stable")
+
+
+def cut_ties(reference, fraction: float = 0.25) -> dict[str, list[int]]:
+    """Classes tied across the bottom-k or top-k cut of the reference ordering.
+
+    When the k-th and the (k+1)-th ranked classes have the same reference IoU, which of them
+    falls in the group is decided by class index only: every class with that value is listed.
+
+    Returns:
+        ``{"bottom": [class indices], "top": [...]}``, each empty when the cut is clean.
+
+    Example:
+        >>> cut_ties([0.0, 0.0, 0.5, 0.9], fraction=0.25)
+        {'bottom': [0, 1], 'top': []}
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    ranked = reference_order(ref)[: int((~np.isnan(ref)).sum())]
+    n = ranked.size
+    k = int(_group_size(fraction, np.asarray(n)))
+    out: dict[str, list[int]] = {"bottom": [], "top": []}
+    for name, inside, outside in (("bottom", k - 1, k), ("top", n - k, n - k - 1)):
+        if 0 <= inside < n and 0 <= outside < n and ref[ranked[inside]] == ref[ranked[outside]]:
+            value = ref[ranked[inside]]
+            out[name] = [int(c) for c in np.flatnonzero(ref == value)]
+    return out
+
+
+def sorted_group_range(iou, reference, fraction: float = 0.25, group: str = "bottom") -> tuple[float, float]:
+    """The least and the greatest ``sorted_<group>`` over every way of breaking the reference's ties.
+
+    Classes tied at the cut (see ``cut_ties``) are filled into the group in the model's own worst
+    order (for the least value) and best order (for the greatest).
+
+    Example:
+        >>> sorted_group_range([0.3, 0.9, 0.5, 0.8], [0.0, 0.0, 0.5, 0.9], 0.25)
+        (0.3, 0.9)
+    """
+    x, ref = np.asarray(iou, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    ranked = reference_order(ref)[: int((~np.isnan(ref)).sum())]
+    k = int(_group_size(fraction, np.asarray(ranked.size)))
+    members = ranked[:k] if group == "bottom" else ranked[ranked.size - k:]
+    tied = cut_ties(ref, fraction)[group]
+    fixed = [c for c in members if c not in tied]
+    slots = k - len(fixed)
+    candidates = np.sort(x[tied]) if tied else np.array([])
+    if not k:
+        return math.nan, math.nan
+    low = np.nanmean(np.concatenate([x[fixed], candidates[:slots]]))
+    high = np.nanmean(np.concatenate([x[fixed], candidates[candidates.size - slots:] if slots else []]))
+    return float(low), float(high)

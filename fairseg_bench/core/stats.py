@@ -12,6 +12,9 @@ contain (no ground truth, no prediction) is NaN in that replicate and left out o
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 
 from fairseg_bench.core.fairness import fairness_metrics, nan_percentile
@@ -24,6 +27,10 @@ __all__ = [
     "bootstrap_ci",
     "paired_bootstrap",
     "seed_summary",
+    "seed_std",
+    "bootstrap_seed_iou",
+    "draw_seeds",
+    "spread_halfwidth",
 ]
 
 _STATS = ("tp", "fp", "fn")
@@ -154,7 +161,8 @@ def _reference_replicates(reference, counts, n_images):
     if isinstance(reference, dict):
         ref = _per_image(reference)
         if ref["tp"].shape[0] != n_images:
-            raise ValueError(f"the reference has {ref['tp'].shape[0]} images, the model {n_images}: not the same images")
+            raise ValueError(f"the reference has {ref['tp'].shape[0]} images, the model {n_images}: "
+                             "not the same images")
         totals = resample_totals(ref, counts)
         return _iou(*(ref[key].sum(0) for key in _STATS)), _iou(totals["tp"], totals["fp"], totals["fn"])
     reference = np.asarray(reference, dtype=np.float64)
@@ -250,3 +258,69 @@ def seed_summary(values, confidence: float = 0.95) -> dict:
     scalar = x.ndim == 1
     pack = (lambda v: float(v)) if scalar else (lambda v: np.asarray(v))
     return {"n": n, "mean": pack(mean), "std": pack(std), "sem": pack(sem), "low": pack(low), "high": pack(high)}
+
+
+def seed_std(values) -> np.ndarray:
+    """Sample std (ddof = 1) over seeds, axis 0, NaN values left out; NaN with fewer than two.
+
+    Shape:
+        values ``(S, ...)`` -> ``(...)``.
+
+    Example:
+        >>> seed_std([[1.0, 2.0], [3.0, 2.0]]).tolist()
+        [1.4142135623730951, 0.0]
+    """
+    x = np.asarray(values, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        std = np.nanstd(x, axis=0, ddof=1)
+    return np.where((~np.isnan(x)).sum(0) >= 2, std, np.nan)
+
+
+def bootstrap_seed_iou(stats, counts: np.ndarray) -> np.ndarray:
+    """Per-seed IoU (fractions) of every replicate of the image draw ``counts``.
+
+    Shape:
+        stats ``{"tp", "fp", "fn"}`` each ``(S, N, K)``; counts ``(B, N)`` -> ``(B, S, K)``.
+    """
+    per_seed = []
+    for s in range(np.shape(stats["tp"])[0]):
+        totals = resample_totals({k: stats[k][s] for k in _STATS}, counts)
+        per_seed.append(_iou(totals["tp"], totals["fp"], totals["fn"]))
+    return np.stack(per_seed, axis=1)
+
+
+def draw_seeds(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Redraw the seeds of each replicate with replacement (the second level of the bootstrap).
+
+    With one seed this changes nothing; with several the seed-to-seed spread enters the
+    intervals. Shape ``(B, S, K) -> (B, S, K)``.
+    """
+    b, s = values.shape[:2]
+    drawn = rng.integers(0, s, size=(b, s))
+    return np.take_along_axis(values, drawn[:, :, None], axis=1)
+
+
+def spread_halfwidth(base_values, cur_values, confidence: float = 0.95) -> float | None:
+    """Half-width of the Student-t interval of ``mean(cur) - mean(base)`` from the seeds' spread.
+
+    Pooled sample variance over both sides (only the side with two or more seeds if the other
+    has one); None when neither side has two seeds.
+
+    Example:
+        >>> round(spread_halfwidth([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]), 3)
+        2.267
+    """
+    from scipy import stats as sps
+
+    b = np.asarray(base_values, dtype=np.float64)
+    c = np.asarray(cur_values, dtype=np.float64)
+    b, c = b[np.isfinite(b)], c[np.isfinite(c)]
+    if b.size == 0 or c.size == 0:
+        return None
+    sq = sum(((x - x.mean()) ** 2).sum() for x in (b, c) if x.size >= 2)
+    df = sum(x.size - 1 for x in (b, c) if x.size >= 2)
+    if df == 0:
+        return None
+    s = math.sqrt(sq / df)
+    return float(sps.t.ppf(0.5 + confidence / 2, df) * s * math.sqrt(1 / b.size + 1 / c.size))

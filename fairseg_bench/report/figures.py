@@ -4,6 +4,7 @@ Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state, no 
 the report runs headless and never changes the caller's matplotlib backend. Every method keeps
 one colour in every figure: the reference is dark grey, the others follow seaborn's colour-blind
 palette. Figures have a fixed size (no tight bounding box), so a PNG is ``figsize * dpi`` pixels.
+Builders are named ``plot_*``; ``labels`` maps method labels to display names.
 """
 from __future__ import annotations
 
@@ -14,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
-from fairseg_bench.report.inputs import MethodRun, ReportInput
-from fairseg_bench.report.summary import MIOU, Summary
+from fairseg_bench.results.read import Result, Results
+from fairseg_bench.results.summary import MIOU, Summary
 
 DPI = 100
 REFERENCE_COLOUR = "#4d4d4d"
@@ -77,7 +77,8 @@ def _error_bars(mean: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame, std: 
     return lower.fillna(0.0).clip(lower=0.0), upper.fillna(0.0).clip(lower=0.0)
 
 
-def _grouped_bars(ax, values: pd.DataFrame, lower: pd.DataFrame, upper: pd.DataFrame, colours, alphas=None):
+def _grouped_bars(ax, values: pd.DataFrame, lower: pd.DataFrame, upper: pd.DataFrame, colours, alphas=None,
+                  labels=None):
     """Bars of each row (method) side by side for every column (class)."""
     n = len(values.index)
     width = 0.8 / max(n, 1)
@@ -87,7 +88,8 @@ def _grouped_bars(ax, values: pd.DataFrame, lower: pd.DataFrame, upper: pd.DataF
         yerr = np.vstack([lower.loc[method].to_numpy(), upper.loc[method].to_numpy()])
         yerr = yerr if yerr.any() else None  # no caps drawn for intervals that do not exist
         bars = ax.bar(x + offset, values.loc[method].fillna(0).to_numpy(), width, color=colours[method],
-                      label=method, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#222222"})
+                      label=(labels or {}).get(method, method), yerr=yerr,
+                      error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#222222"})
         if alphas is not None:
             for bar, alpha in zip(bars, alphas.loc[method].to_numpy()):
                 bar.set_alpha(alpha)
@@ -116,7 +118,7 @@ def _and_seeds(summary: Summary) -> str:
     return " and seeds" if (summary.n_seeds > 1).any() else ""
 
 
-def per_class_iou(summary: Summary) -> Figure:
+def plot_per_class_iou(summary: Summary, labels: dict | None = None) -> Figure:
     """Per-class IoU of every method, classes in the reference's order, mIoU last."""
     columns = summary.order + [MIOU]
     lower, upper = _error_bars(summary.iou[columns], summary.iou_low[columns], summary.iou_high[columns],
@@ -124,7 +126,7 @@ def per_class_iou(summary: Summary) -> Figure:
     fig = _new(max(8.0, 0.62 * len(columns) + 2), 4.8)
     ax = fig.add_subplot()
     colours = method_colours(summary.methods, summary.reference)
-    _grouped_bars(ax, summary.iou[columns], lower, upper, colours)
+    _grouped_bars(ax, summary.iou[columns], lower, upper, colours, labels=labels)
     ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 105)
@@ -133,65 +135,134 @@ def per_class_iou(summary: Summary) -> Figure:
     return fig
 
 
-def delta_iou(summary: Summary) -> Figure | None:
+def plot_delta_iou(summary: Summary, labels: dict | None = None) -> Figure | None:
     """IoU difference per class against the reference; faded bars where the paired CI includes 0."""
     others = [m for m in summary.methods if m != summary.reference]
     if not others:
         return None
     columns = summary.order + [MIOU]
     delta = summary.delta.loc[others, columns]
-    lower, upper = _error_bars(delta, summary.delta_low.loc[others, columns], summary.delta_high.loc[others, columns], None)
+    lower, upper = _error_bars(delta, summary.delta_low.loc[others, columns], summary.delta_high.loc[others, columns],
+                               None)
     has_ci = summary.delta_low.loc[others, columns].notna()
     alphas = pd.DataFrame(np.where(summary.significant.loc[others, columns] | ~has_ci, 1.0, 0.35),
                           index=others, columns=columns)
     fig = _new(max(8.0, 0.55 * len(columns) + 2), 4.5)
     ax = fig.add_subplot()
-    _grouped_bars(ax, delta, lower, upper, method_colours(summary.methods, summary.reference), alphas)
+    _grouped_bars(ax, delta, lower, upper, method_colours(summary.methods, summary.reference), alphas, labels)
     ax.axhline(0, color="black", lw=0.8)
     ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
     ax.set_ylabel(f"Δ IoU vs {summary.reference} (pp)")
     level = round(summary.confidence * 100)
-    bars = (f"error bars: paired {level}% bootstrap CI over validation images{_and_seeds(summary)}" if has_ci.any().any()
+    bars = (f"error bars: paired {level}% bootstrap CI over validation images{_and_seeds(summary)}"
+            if has_ci.any().any()
             else "no error bars (no per-image statistics)")
     ax.set_title(f"IoU difference against {summary.reference}\n{bars}", fontsize=10)
     colours = method_colours(summary.methods, summary.reference)
-    handles = [Patch(color=colours[m], label=m) for m in others]
+    handles = [Patch(color=colours[m], label=(labels or {}).get(m, m)) for m in others]
     if (alphas < 1).any().any():
         handles.append(Patch(color="#777777", alpha=0.35, label="faded: CI includes 0"))
     ax.legend(handles=handles, ncols=min(len(handles), 6), loc="best", fontsize=8, framealpha=0.9)
     return fig
 
 
-def fairness(summary: Summary) -> Figure:
-    """Fairness metrics of every method with their intervals, one panel per metric."""
+def _name(method: str, labels: dict | None) -> str:
+    return (labels or {}).get(method, method)
+
+
+def plot_fairness(summary: Summary, labels: dict | None = None) -> Figure:
+    """Every fairness metric as a difference to the reference, on one shared axis per unit.
+
+    The IoU-valued metrics (pp) share one x axis, so a 0.2 pp gap never looks like 40 pp; the
+    ratios (CoV and Gini, ×100) share another. Dots: single seeds; diamond and bar: the mean with
+    its interval.
+    """
+    methods = summary.methods
+    ref = summary.reference
+    units = {k: "ratio" if k in ("cov", "gini") else "pp" for k, _, _ in FAIRNESS_PANELS}
     ncols = 4
     nrows = math.ceil(len(FAIRNESS_PANELS) / ncols)
-    methods = summary.methods
-    fig = _new(3.2 * ncols, 0.35 * len(methods) * nrows + 1.6 * nrows + 0.6)
-    colours = method_colours(methods, summary.reference)
+    fig = _new(3.2 * ncols, 0.35 * len(methods) * nrows + 1.6 * nrows + 0.8)
+    colours = method_colours(methods, ref)
     y = np.arange(len(methods))[::-1]
+    axes = {}
     for i, (key, title, direction) in enumerate(FAIRNESS_PANELS):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        mean = summary.fairness[key]
-        low, high = summary.fairness_low[key], summary.fairness_high[key]
-        lo = (mean - low).fillna(0).clip(lower=0).to_numpy()
-        hi = (high - mean).fillna(0).clip(lower=0).to_numpy()
-        for j, m in enumerate(methods):
-            ax.errorbar(mean[m], y[j], xerr=[[lo[j]], [hi[j]]], fmt="o", color=colours[m], capsize=3, ms=5)
-        ax.set_yticks(y, methods if i % ncols == 0 else [""] * len(methods), fontsize=8)
+        share = next((axes[k] for k in axes if units[k] == units[key]), None)
+        ax = fig.add_subplot(nrows, ncols, i + 1, sharex=share)
+        axes[key] = ax
+        _difference_points(ax, summary, key, y, colours)
+        ax.axvline(0, color=REFERENCE_COLOUR, lw=0.8, ls=":")
+        ax.set_yticks(y, [_name(m, labels) for m in methods] if i % ncols == 0 else [""] * len(methods), fontsize=8)
         ax.set_ylim(-0.7, len(methods) - 0.3)
-        ax.set_title(f"{title} ({direction})", fontsize=9)
+        unit = "×100" if units[key] == "ratio" else "pp"
+        ax.set_title(f"{title} ({direction}), Δ {unit}", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # long decimals (Gini) must not collide
-        ax.margins(x=0.12)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Fairness metrics; intervals: {summary.interval}", fontsize=10)
+    fig.suptitle(f"Fairness metrics minus {_name(ref, labels)}'s; dots: seeds; intervals: {summary.interval}",
+                 fontsize=10)
     return fig
+
+
+def _difference_points(ax, summary: Summary, key: str, y: np.ndarray, colours) -> None:
+    """Each method's seeds (dots) and mean with its interval (diamond), minus the reference's mean."""
+    column = list(summary.fairness.columns).index(key)
+    base = summary.fairness.loc[summary.reference, key]
+    for j, m in enumerate(summary.methods):
+        seeds = summary.blocks["fairness"].per_seed[m][:, column] - base
+        ax.plot(seeds, np.full(seeds.shape, y[j] + 0.18), "o", ms=3, color=colours[m], alpha=0.55)
+        mean = summary.fairness.loc[m, key] - base
+        err = _span(mean, summary.fairness_low.loc[m, key] - base, summary.fairness_high.loc[m, key] - base)
+        ax.errorbar(mean, y[j], xerr=err, fmt="D", color=colours[m], capsize=3, ms=5)
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> list[int]:
+    """Indices of the points no other point beats on both coordinates (higher is better), by x."""
+    front = [i for i in range(len(x)) if np.isfinite(x[i]) and np.isfinite(y[i]) and not any(
+        x[j] >= x[i] and y[j] >= y[i] and (x[j] > x[i] or y[j] > y[i]) for j in range(len(x)))]
+    return sorted(front, key=lambda i: x[i])
+
+
+def plot_tradeoff(summary: Summary, labels: dict | None = None) -> Figure:
+    """mIoU against worst-class IoU and against the sorted bottom group, intervals and Pareto front."""
+    methods = summary.methods
+    colours = method_colours(methods, summary.reference)
+    fair, low, high = summary.fairness, summary.fairness_low, summary.fairness_high
+    fig = _new(11, 4.6)
+    pct = f"{100 * summary.fraction:g}%"
+    panels = [("worst", "worst-class IoU (%)"), ("sorted_bottom", f"sorted bottom {pct} IoU (%)")]
+    for i, (key, ylabel) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        x, yv = fair["miou"].to_numpy(), fair[key].to_numpy()
+        for j, m in enumerate(methods):
+            xerr = _span(x[j], low.loc[m, "miou"], high.loc[m, "miou"])
+            yerr = _span(yv[j], low.loc[m, key], high.loc[m, key])
+            ax.errorbar(x[j], yv[j], xerr=xerr, yerr=yerr, fmt="o", ms=6, capsize=3, color=colours[m],
+                        label=_name(m, labels))
+            ax.annotate(_name(m, labels), (x[j], yv[j]), xytext=(5, 5), textcoords="offset points", fontsize=8)
+        front = pareto_front(x, yv)
+        if len(front) > 1:
+            ax.plot(x[front], yv[front], "-", color="#888888", lw=1, zorder=0, label="Pareto front")
+        ax.set_xlabel("mIoU (%)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.margins(0.15)
+        if i == 0:
+            ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"Accuracy against fairness (up and right is better); intervals: {summary.interval}", fontsize=10)
+    return fig
+
+
+def _span(value, low, high):
+    """Error-bar lengths for one point, or None without an interval."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
+    return [[max(value - low, 0)], [max(high - value, 0)]]
 
 
 # --- figures from run folders ---------------------------------------------------------------
 
-def _read_history(run: MethodRun) -> pd.DataFrame | None:
+def _read_history(run: Result) -> pd.DataFrame | None:
     folder = run.folder
     path = None if folder is None else folder / "history.csv"
     if path is None or not path.is_file():
@@ -202,7 +273,7 @@ def _read_history(run: MethodRun) -> pd.DataFrame | None:
         return None
 
 
-def _first_seed_runs(data: ReportInput, methods: list[str]) -> list[MethodRun]:
+def _first_seed_runs(data: Results, methods: list[str]) -> list[Result]:
     return [data.runs_of(m)[0] for m in methods if data.runs_of(m)]
 
 
@@ -212,52 +283,71 @@ def _class_colours(k: int):
     return sns.color_palette("tab20", 20)[:k] if k <= 20 else sns.color_palette("husl", k)
 
 
-def sampler_weights(data: ReportInput, methods: list[str]) -> Figure | None:
-    """Stochastic TCE class-draw weights over training (``w_*`` columns) and the class-draw histogram."""
+def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None = None,
+                         n_labelled: int = 5) -> Figure | None:
+    """Stochastic TCE class-draw weights over training (smoothed) and the share of draws per class.
+
+    The ``n_labelled`` classes whose smoothed weight moves most are coloured and named at the end
+    of their line; the others are thin grey lines.
+    """
     rows = []
     for run in _first_seed_runs(data, methods):
         history = _read_history(run)
         weights = [c for c in history.columns if c.startswith("w_")] if history is not None else []
-        sampler = run.metrics.get("sampler") or {}
+        sampler = run.record.get("sampler") or {}
         if weights or sampler.get("draw_histogram"):
             rows.append((run, history, weights, sampler))
     if not rows:
         return None
-    classes = data.classes
-    colours = _class_colours(len(classes))
-    fig = _new(13, 3.0 * len(rows) + 1.2)
-    grid = fig.add_gridspec(len(rows), 2, width_ratios=[1.5, 1])
+    colours = _class_colours(len(data.classes))
+    fig = _new(13, 3.4 * len(rows) + 0.6)
+    grid = fig.add_gridspec(len(rows), 2, width_ratios=[1.6, 1])
     for i, (run, history, weights, sampler) in enumerate(rows):
         ax = fig.add_subplot(grid[i, 0])
-        steps = history["step"] if history is not None and "step" in history.columns else None
-        for c, name in enumerate(classes):
-            col = f"w_{name}"
-            if col in weights:
-                ax.plot(history.index if steps is None else steps, history[col], color=colours[c], lw=1.2, label=name)
-        ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
-        ax.set_title(f"{run.method} (seed {run.seed}): class-draw weights", fontsize=9)
+        if weights:
+            _weight_lines(ax, history, weights, data.classes, colours, n_labelled)
+        ax.axhline(1 / len(data.classes), color="black", lw=0.8, ls="--")
+        ax.set_title(f"{_name(run.method, labels)} (seed {run.seed}): class-draw weights, smoothed; "
+                     f"named: the {n_labelled} that move most; dashed: uniform 1/K", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("weight", fontsize=8)
+        ax.margins(x=0.12)
         ax.grid(alpha=0.3)
-        hist_ax = fig.add_subplot(grid[i, 1])
-        draws = np.asarray(sampler.get("draw_histogram") or [0] * len(classes), dtype=float)
-        share = draws / draws.sum() if draws.sum() > 0 else draws
-        hist_ax.bar(np.arange(len(classes)), share, color=colours)
-        hist_ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
-        hist_ax.set_xticks(np.arange(len(classes)), classes, rotation=60, ha="right", fontsize=7, rotation_mode="anchor")
-        hist_ax.set_ylabel("share of draws", fontsize=8)
-        hist_ax.set_title(f"classes drawn ({int(draws.sum())} draws)", fontsize=9)
-        hist_ax.grid(axis="y", alpha=0.3)
-    handles = [Patch(color=colours[c], label=name) for c, name in enumerate(classes)]
-    handles.append(Line2D([], [], color="black", lw=0.8, ls="--", label="uniform 1/K"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 10), fontsize=8, frameon=False)
+        _draw_shares(fig.add_subplot(grid[i, 1]), sampler, data.classes, colours)
     return fig
 
 
-def training_curves(data: ReportInput, summary: Summary) -> Figure | None:
+def _weight_lines(ax, history: pd.DataFrame, weights: list[str], classes: list[str], colours, n_labelled: int):
+    """Smoothed weight of every class; the ``n_labelled`` that move most coloured and named."""
+    steps = history["step"] if "step" in history.columns else pd.Series(history.index)
+    smooth = history[weights].rolling(max(1, len(history) // 25), min_periods=1, center=True).mean()
+    named = set((smooth.max() - smooth.min()).sort_values(ascending=False).index[:n_labelled])
+    for col in weights:
+        colour = colours[classes.index(col[2:])] if col[2:] in classes else colours[0]
+        if col not in named:
+            ax.plot(steps, smooth[col], color="#bbbbbb", lw=0.7)
+            continue
+        ax.plot(steps, smooth[col], color=colour, lw=1.6)
+        ax.annotate(col[2:], (steps.iloc[-1], smooth[col].iloc[-1]), xytext=(4, 0), textcoords="offset points",
+                    fontsize=8, color=colour, va="center")
+
+
+def _draw_shares(ax, sampler: dict, classes: list[str], colours) -> None:
+    """The share of draws per class, against the uniform 1/K."""
+    draws = np.asarray(sampler.get("draw_histogram") or [0] * len(classes), dtype=float)
+    ax.bar(np.arange(len(classes)), draws / draws.sum() if draws.sum() > 0 else draws, color=colours)
+    ax.axhline(1 / len(classes), color="black", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(classes)), classes, rotation=60, ha="right", fontsize=7, rotation_mode="anchor")
+    ax.set_ylabel("share of draws", fontsize=8)
+    ax.set_title(f"classes drawn ({int(draws.sum())} draws)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_training_curves(data: Results, summary: Summary, labels: dict | None = None) -> Figure | None:
     """Training loss (smoothed, one line per seed) and learning rate of every method."""
     histories = {m: [(r.seed, _read_history(r)) for r in data.runs_of(m)] for m in summary.methods}
-    histories = {m: [(s, h) for s, h in hs if h is not None and {"step", "loss"} <= set(h.columns)] for m, hs in histories.items()}
+    histories = {m: [(s, h) for s, h in hs if h is not None and {"step", "loss"} <= set(h.columns)]
+                 for m, hs in histories.items()}
     histories = {m: hs for m, hs in histories.items() if hs}
     if not histories:
         return None
@@ -265,14 +355,14 @@ def training_curves(data: ReportInput, summary: Summary) -> Figure | None:
     fig = _new(12, 4.2)
     loss_ax, lr_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     for method, runs in histories.items():
-        for i, (seed, h) in enumerate(runs):
+        for i, (_seed, h) in enumerate(runs):
             window = max(1, len(h) // 40)
             smooth = h["loss"].rolling(window, min_periods=1).mean()
             loss_ax.plot(h["step"], smooth, color=colours[method], lw=1.3, alpha=0.85,
-                         label=method if i == 0 else None)
+                         label=_name(method, labels) if i == 0 else None)
         seed, h = runs[0]
         if "lr" in h.columns:
-            lr_ax.plot(h["step"], h["lr"], color=colours[method], lw=1.3, label=method,
+            lr_ax.plot(h["step"], h["lr"], color=colours[method], lw=1.3, label=_name(method, labels),
                        ls=("-", "--", ":", "-.")[len(lr_ax.lines) % 4])  # equal schedules stay visible
     loss_ax.set(xlabel="step", ylabel="training loss (smoothed)",
                 title="Training loss, one line per seed (each method's own loss: scales differ)")
@@ -292,7 +382,7 @@ def training_curves(data: ReportInput, summary: Summary) -> Figure | None:
     return fig
 
 
-def _load_samples(run: MethodRun) -> dict[str, np.ndarray] | None:
+def _load_samples(run: Result) -> dict[str, np.ndarray] | None:
     folder = run.folder
     path = None if folder is None else folder / "samples.npz"
     if path is None or not path.is_file():
@@ -330,7 +420,7 @@ def select_samples(targets: np.ndarray, preds: dict[str, np.ndarray], k: int, ig
     return [int(i) for i in np.argsort(-np.asarray(spread), kind="stable")[:n]]
 
 
-def qualitative(data: ReportInput, summary: Summary, n: int = 4) -> Figure | None:
+def plot_qualitative(data: Results, summary: Summary, labels: dict | None = None, n: int = 4) -> Figure | None:
     """Figure 1's grid: image | ground truth | each method, for the samples where methods differ most."""
     samples = {}
     for run in _first_seed_runs(data, summary.methods):
@@ -345,10 +435,10 @@ def qualitative(data: ReportInput, summary: Summary, n: int = 4) -> Figure | Non
     same = {m: s for m, (r, s) in samples.items() if s["target"].shape == first["target"].shape
             and np.array_equal(s["target"], first["target"])}
     k = len(data.classes)
-    palette = np.asarray(first_run.metrics.get("palette") or _default_palette(k), dtype=np.uint8)[:k]
-    ignore = int(first_run.metrics.get("ignore_index", 255))
+    palette = np.asarray(first_run.record.get("palette") or _default_palette(k), dtype=np.uint8)[:k]
+    ignore = int(first_run.record.get("ignore_index", 255))
     chosen = select_samples(first["target"], {m: s["pred"] for m, s in same.items()}, k, ignore, n)
-    columns = ["image", "ground truth", *same]
+    columns = ["image", "ground truth", *(_name(m, labels) for m in same)]
     h, w = first["target"].shape[1:]
     panel_w = 2.6
     fig = _new(panel_w * len(columns), panel_w * h / w * len(chosen) + 1.3)
@@ -364,7 +454,8 @@ def qualitative(data: ReportInput, summary: Summary, n: int = 4) -> Figure | Non
             if r == 0:
                 ax.set_title(columns[c], fontsize=9)
         axes[r, 0].set_ylabel(f"sample {s}", fontsize=8)
-    present = np.unique(np.concatenate([first["target"][chosen].ravel()] + [same[m]["pred"][chosen].ravel() for m in same]))
+    shown = [first["target"][chosen].ravel()] + [same[m]["pred"][chosen].ravel() for m in same]
+    present = np.unique(np.concatenate(shown))
     present = [int(c) for c in present if c < k]
     handles = [Patch(facecolor=palette[c] / 255.0, edgecolor="#555555", label=data.classes[c]) for c in present]
     handles.append(Patch(facecolor=np.array(IGNORE_COLOUR) / 255.0, label="ignored"))
@@ -376,7 +467,7 @@ def _default_palette(k: int) -> np.ndarray:
     return (np.array(_class_colours(k)) * 255).round().astype(np.uint8)
 
 
-def confusion(data: ReportInput, method: str) -> Figure | None:
+def plot_confusion(data: Results, method: str) -> Figure | None:
     """Row-normalised confusion matrix (rows: ground truth) of ``method``, summed over its seeds."""
     import seaborn as sns
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import jinja2
 
-from fairseg_bench.report.inputs import ReportInput
-from fairseg_bench.report.summary import Summary
+from fairseg_bench.results.read import Results
+from fairseg_bench.results.summary import Summary
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -26,8 +26,10 @@ TEMPLATE = """<!DOCTYPE html>
  h3 { font-size: 1.05rem; margin-top: 1.6rem; }
  nav a { margin-right: 1rem; }
  .scroll { overflow-x: auto; }
- table.report-table { border-collapse: collapse; margin: .6rem 0; font-size: .82rem; font-variant-numeric: tabular-nums; }
- table.report-table th, table.report-table td { border: 1px solid #d0d7de; padding: .25rem .45rem; text-align: right; white-space: nowrap; }
+ table.report-table { border-collapse: collapse; margin: .6rem 0; font-size: .82rem;
+                      font-variant-numeric: tabular-nums; }
+ table.report-table th, table.report-table td { border: 1px solid #d0d7de; padding: .25rem .45rem;
+                                                text-align: right; white-space: nowrap; }
  table.report-table th { background: #f6f8fa; }
  table.report-table thead th[colspan] { text-align: center; }
  table.report-table tbody th { text-align: left; }
@@ -48,12 +50,14 @@ TEMPLATE = """<!DOCTYPE html>
 {% for table in tables %}<div class="scroll">{{ table | safe }}</div>
 {% endfor %}
 <h2 id="figures">Figures</h2>
-{% for fig in figures %}<figure id="fig-{{ fig.name }}"><img alt="{{ fig.caption }}" src="data:image/png;base64,{{ fig.data }}">
+{% for fig in figures %}<figure id="fig-{{ fig.name }}">
+<img alt="{{ fig.caption }}" src="data:image/png;base64,{{ fig.data }}">
 <figcaption>{{ fig.caption }}</figcaption></figure>
 {% endfor %}
 <h2 id="configs">Run configs</h2>
 {% if not configs %}<p class="note">No run configs (the inputs were per-class IoU tables).</p>{% endif %}
-{% for run in configs %}<details><summary>{{ run.label }} — <code>{{ run.source }}</code></summary><pre>{{ run.text }}</pre></details>
+{% for run in configs %}<details><summary>{{ run.label }} — <code>{{ run.source }}</code></summary>
+<pre>{{ run.text }}</pre></details>
 {% endfor %}
 </body>
 </html>
@@ -75,10 +79,10 @@ def _config_text(run) -> str:
     folder = run.folder
     if folder is not None and (folder / "config.yaml").is_file():
         return (folder / "config.yaml").read_text()
-    return yaml.safe_dump(run.metrics.get("config") or {}, sort_keys=False) or "(no config recorded)"
+    return yaml.safe_dump(run.record.get("config") or {}, sort_keys=False) or "(no config recorded)"
 
 
-def render_html(data: ReportInput, summary: Summary, tables: list, figures: list[tuple[str, str, object]],
+def render_html(data: Results, summary: Summary, tables: list, figures: list[tuple[str, str, object]],
                 title: str = "fairseg-bench report") -> str:
     """The page as a string.
 
@@ -90,7 +94,7 @@ def render_html(data: ReportInput, summary: Summary, tables: list, figures: list
         title: the page heading.
     """
     seeds = ", ".join(f"{m} ({n} seed{'s' if n != 1 else ''})" for m, n in summary.n_seeds.items())
-    sources = sorted({str(r.source.parent if r.metrics else r.source) for r in data.runs})
+    sources = sorted({str(r.source.parent if r.record else r.source) for r in data.runs})
     if len(sources) > 3:
         import os.path
 
@@ -102,12 +106,12 @@ def render_html(data: ReportInput, summary: Summary, tables: list, figures: list
         ("intervals", summary.interval),
         ("inputs", "; ".join(sources)),
     ]
-    experiments = sorted({r.metrics.get("experiment") for r in data.runs if r.metrics.get("experiment")})
+    experiments = sorted({r.experiment for r in data.runs if r.experiment})
     if experiments:
         meta.insert(0, ("experiment", ", ".join(experiments)))
     configs = [
         {"label": f"{r.method} seed {r.seed}", "source": str(r.folder), "text": _config_text(r)}
-        for r in data.runs if r.metrics
+        for r in data.runs if r.record
     ]
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(

@@ -1,50 +1,109 @@
-"""The paper's tables from a :class:`~fairseg_bench.report.summary.Summary`, in four formats.
+"""The one renderer: every table of every command, from a :class:`~fairseg_bench.results.summary.Summary`.
 
-- Table 1: per-class IoU (%) of every method, classes sorted by the reference, split in two rows
-  of classes as in the paper, the best value per class in bold; with several seeds ``mean ± std``;
-  ``†`` where the paired bootstrap interval of the difference against the reference excludes 0.
-- Table 1 Δ: the same layout with the differences against the reference (percentage points).
-- Table 2: every method against a chosen row (e.g. a published SoTA row), sorted by that row.
-- Table 3: the fairness metrics (sorted bottom/top 25 %, percentile thresholds and means, worst,
-  std, and the extras best, gap, CoV, Gini).
+- Table 1: per-class IoU (%) of every method, classes sorted by the reference (or in the
+  dataset's order), optionally split in two rows as in the paper, best value per class in bold;
+  with several seeds ``mean ± std``; ``†`` where the paired bootstrap interval of the difference
+  against the reference excludes 0.
+- Table 1 Δ: the differences against the reference (percentage points).
+- Table 2: every method against published rows, sorted by the first of them.
+- Table 3: the fairness metrics (sorted bottom/top, percentile thresholds and means, worst, std,
+  and the extras best, gap, CoV, Gini; CoV and Gini ×100 like every other column).
 
-A :class:`Table` holds numbers (``mean``, ``std``) plus ``marks`` and ``bold`` and renders itself
-to GitHub Markdown, LaTeX (booktabs, through pandas' ``Styler.to_latex``), HTML and CSV.
+A :class:`Table` holds numbers plus marks and bold and renders itself as GitHub Markdown, LaTeX
+(booktabs; every tabular scaled down to the line width when wider, so it needs ``graphicx``;
+``table*`` for two-column papers), HTML and CSV. :func:`summary_json` and :func:`summary_csv` give
+the numbers of a whole summary. Display names (``labels``) change the rows of Markdown, LaTeX and
+HTML; CSV and JSON keep the method labels, so scripts see one name per method.
 """
 from __future__ import annotations
 
+import json
 import math
-from decimal import Decimal
+import re
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pandas as pd
 
-from fairseg_bench.report.summary import MIOU, Summary
-from fairseg_bench.tables import format_number, to_markdown
-from fairseg_bench.tables import split_columns as shared_split
+from fairseg_bench.errors import UserError
+from fairseg_bench.results.summary import FAIRNESS_KEYS, MIOU, Summary
 
 DAGGER = "†"
 DASH = "–"
+CLASS_ORDERS = ("reference", "dataset")
+LATEX_ENVIRONMENTS = ("table", "table*")
 
-# Table 3 columns: (group, column) -> fairness key, and whether higher is fairer (None: not bolded).
-FAIRNESS_COLUMNS = [
-    (("sorted 25%", "bottom"), "sorted_bottom", True),
-    (("sorted 25%", "top"), "sorted_top", None),
-    (("25th perc. bottom", "threshold"), "pct_bottom_threshold", True),
-    (("25th perc. bottom", "mIoU"), "pct_bottom_mean", True),
-    (("25th perc. top", "threshold"), "pct_top_threshold", None),
-    (("25th perc. top", "mIoU"), "pct_top_mean", None),
-    (("overall", "worst"), "worst", True),
-    (("overall", "std."), "std", False),
-    (("overall", "mIoU"), "miou", True),
-    (("extra", "best"), "best", None),
-    (("extra", "gap"), "gap", False),
-    (("extra", "CoV"), "cov", False),
-    (("extra", "Gini"), "gini", False),
-]
+__all__ = ["Part", "Table", "table1", "table1_delta", "table2", "table3", "summary_json", "summary_csv",
+           "format_number", "latex_text", "markdown_table", "CLASS_ORDERS", "LATEX_ENVIRONMENTS"]
 
 
+# --------------------------------------------------------------------------------- text
+def format_number(value, digits: int = 2, na_rep: str = "") -> str:
+    """A number with ``digits`` decimals, rounding half away from zero on its decimal form.
+
+    64.595 gives 64.60, as a reader rounds (``f"{64.595:.2f}"`` gives 64.59); the value is first
+    rounded to 9 decimals so float noise does not decide.
+
+    Example:
+        >>> format_number(64.595), format_number(float("nan"), na_rep="-")
+        ('64.60', '-')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return na_rep
+    value = float(value)
+    if math.isnan(value):
+        return na_rep
+    if math.isinf(value):
+        return str(value)
+    quantum = Decimal(1).scaleb(-digits)
+    return str(Decimal(repr(round(value, 9))).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+_LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+_LATEX_SYMBOLS = {DAGGER: r"$^{\dagger}$", "±": r"$\pm$", "Δ": r"$\Delta$", DASH: "--", "−": "$-$",
+                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "×": r"$\times$"}
+
+
+def latex_text(text) -> str:
+    """Plain text for LaTeX: special characters escaped, ``$…$`` math kept as written.
+
+    Example:
+        >>> latex_text("TCE $t=1$ 25% a_b")
+        'TCE $t=1$ 25\\\\% a\\\\_b'
+    """
+    text = str(text)
+    pieces = re.split(r"(\$[^$]+\$)", text) if text.count("$") % 2 == 0 else [text]
+    out = []
+    for piece in pieces:
+        if len(piece) > 1 and piece.startswith("$") and piece.endswith("$"):
+            out.append(piece)
+        else:
+            escaped = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in piece)
+            out.append("".join(_LATEX_SYMBOLS.get(ch, ch) for ch in escaped))
+    return "".join(out)
+
+
+def _html(text) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def markdown_table(cells: pd.DataFrame, index_header: str = "") -> str:
+    """A GitHub pipe table of ready-made cell strings; multi-level headers joined by spaces."""
+    headers = [index_header] + [" ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c)
+                                for c in cells.columns]
+    esc = lambda t: str(t).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |",
+             "|:---|" + "|".join("---:" for _ in cells.columns) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in [name, *row]) + " |"
+              for name, row in zip(cells.index, cells.itertuples(index=False))]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- tables
 @dataclass
 class Part:
     """One block of a table: rows are methods, columns are classes or metrics."""
@@ -66,258 +125,320 @@ class Table:
     csv: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     row_header: str = "Method"
-    continued_header: str = "continued"
+    continued_header: str = "continued"  # the row header of the second and later parts
     decimals: int = 2
+    labels: dict[str, str] = field(default_factory=dict)  # display names of the methods
 
-    # -- cells ---------------------------------------------------------------------------
-
-    def _number(self, value: float, signed: bool) -> str:
+    def _number(self, value, signed: bool) -> str:
         if value is None or not math.isfinite(value):
             return DASH
         text = format_number(value, self.decimals)
         text = text[1:] if text.startswith("-") and Decimal(text) == 0 else text  # no "-0.00"
         return ("+" + text) if signed and not text.startswith("-") and Decimal(text) != 0 else text
 
-    def cells(self, part: Part, *, pm: str = " ± ", mark=lambda m: m, dash: str = DASH) -> pd.DataFrame:
-        """Cell strings of a part (without bold): ``mean ± std`` and marks."""
+    def cells(self, part: Part, *, pm: str = " ± ") -> pd.DataFrame:
+        """Cell strings of a part (without bold): ``mean ± std`` and marks; rows by display name."""
         out = pd.DataFrame("", index=part.mean.index, columns=part.mean.columns, dtype=object)
         for r in range(part.mean.shape[0]):
             for c in range(part.mean.shape[1]):
-                mean = part.mean.iat[r, c]
-                text = self._number(mean, part.signed)
-                if text == DASH:
-                    out.iat[r, c] = dash
-                    continue
+                text = self._number(part.mean.iat[r, c], part.signed)
                 std = None if part.std is None else part.std.iat[r, c]
-                if std is not None and math.isfinite(std):
+                if text != DASH and std is not None and math.isfinite(std):
                     text += pm + self._number(std, False)
-                m = "" if part.marks is None else part.marks.iat[r, c]
-                out.iat[r, c] = text + (mark(m) if m else "")
+                mark = "" if part.marks is None else part.marks.iat[r, c]
+                out.iat[r, c] = text + (mark if text != DASH else "")
+        out.index = [self.labels.get(m, m) for m in out.index]
         return out
 
-    def _bold(self, part: Part) -> pd.DataFrame:
-        return part.bold if part.bold is not None else pd.DataFrame(False, index=part.mean.index, columns=part.mean.columns)
+    def _bold(self, part: Part) -> np.ndarray:
+        return np.zeros(part.mean.shape, bool) if part.bold is None else part.bold.to_numpy(dtype=bool)
+
+    def to_markdown(self) -> str:
+        """A heading, one pipe table per part, the notes."""
+        blocks = [f"### {self.title}"]
+        for i, part in enumerate(self.parts):
+            cells = self.cells(part)
+            cells = cells.where(~self._bold(part), "**" + cells.astype(str) + "**")
+            blocks.append(markdown_table(cells, self._header(i)))
+        blocks += self.notes
+        return "\n\n".join(blocks) + "\n"
+
+    def to_latex(self, environment: str = "table", label: str | None = None) -> str:
+        """A float with one booktabs tabular per part, each scaled down to the line width if wider.
+
+        Needs ``\\usepackage{booktabs,graphicx}``; ``environment="table*"`` spans both columns.
+        """
+        if environment not in LATEX_ENVIRONMENTS:
+            raise UserError(f"unknown LaTeX environment {environment!r}; choose from {', '.join(LATEX_ENVIRONMENTS)}")
+        tabulars = [_fit(self._tabular(part, self._header(i))) for i, part in enumerate(self.parts)]
+        caption = latex_text(" ".join([self.title, *self.notes]))
+        return (f"\\begin{{{environment}}}[t]\n\\centering\n\\footnotesize\n\\setlength{{\\tabcolsep}}{{3pt}}\n"
+                f"\\caption{{{caption}}}\n\\label{{{label or 'tab:' + self.name}}}\n"
+                + "\n\\par\\medskip\n".join(tabulars) + f"\n\\end{{{environment}}}\n")
 
     def _header(self, i: int) -> str:
         return self.row_header if i == 0 else self.continued_header
 
-    # -- formats -------------------------------------------------------------------------
-
-    def to_markdown(self) -> str:
-        """GitHub-flavoured Markdown: a heading, one pipe table per part, the notes."""
-        blocks = [f"### {self.title}"]
-        for i, part in enumerate(self.parts):
-            cells = self.cells(part)
-            bold = self._bold(part)
-            cells = cells.where(~bold, "**" + cells.astype(str) + "**")
-            blocks.append(markdown_table(cells, self._header(i)))
-        blocks.extend(f"{note}" for note in self.notes)
-        return "\n\n".join(blocks) + "\n"
-
-    def to_latex(self, label: str | None = None) -> str:
-        """A ``table`` environment with one booktabs ``tabular`` per part (pandas ``Styler.to_latex``)."""
-        tabulars = []
-        for i, part in enumerate(self.parts):
-            cells = self.cells(part, pm=r" $\pm$ ", mark=lambda m: r"$^{\dagger}$" if m == DAGGER else m, dash="--")
-            _label_corner(cells, self._header(i))
-            styler = cells.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-            bold = self._bold(part)
-            styler = styler.apply(lambda _: np.where(bold.to_numpy(), "bfseries: ;", ""), axis=None)
-            ncols = cells.shape[1]
-            tabulars.append(styler.to_latex(
-                hrules=True, column_format="l" + "r" * ncols, multicol_align="c", siunitx=False,
-            ).strip())
-        body = "\n\\medskip\n".join(tabulars)
-        notes = " ".join(self.notes)
-        caption = latex_escape(self.title) + (f" {latex_escape(notes)}" if notes else "")
-        for text, tex in _LATEX_SYMBOLS.items():
-            caption = caption.replace(text, tex)
-        label = label or f"tab:{self.name}"
-        return (
-            "\\begin{table}[t]\n\\centering\n\\footnotesize\n\\setlength{\\tabcolsep}{3pt}\n"
-            f"\\caption{{{caption}}}\n\\label{{{label}}}\n{body}\n\\end{{table}}\n"
-        )
+    def _tabular(self, part: Part, header: str) -> str:
+        cells = self.cells(part, pm=" ± ")
+        bold = self._bold(part)
+        columns = list(cells.columns)
+        lines = [f"\\begin{{tabular}}{{l{'r' * len(columns)}}}", "\\toprule"]
+        if columns and isinstance(columns[0], tuple):
+            lines += _group_header(columns)
+            columns = [c[-1] for c in columns]
+        lines.append(" & ".join([latex_text(header), *map(latex_text, columns)]) + " \\\\")
+        lines.append("\\midrule")
+        for r, (name, row) in enumerate(zip(cells.index, cells.itertuples(index=False))):
+            texts = [latex_text(v) for v in row]
+            texts = [f"\\textbf{{{t}}}" if bold[r, c] else t for c, t in enumerate(texts)]
+            lines.append(" & ".join([latex_text(name), *texts]) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        return "\n".join(lines)
 
     def to_html(self) -> str:
-        """HTML tables (pandas Styler) with the best values in bold and the notes under them."""
-        html = []
+        """HTML tables with the best values in bold and the notes under them."""
+        html = [f"<h3 id='{self.name}'>{_html(self.title)}</h3>"]
         for i, part in enumerate(self.parts):
             cells = self.cells(part)
-            _label_corner(cells, self._header(i))
             bold = self._bold(part)
-            styler = cells.style.set_uuid(f"{self.name}-{i}")  # stable ids: the page regenerates byte for byte
-            styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
-            styler = styler.apply(lambda _: np.where(bold.to_numpy(), "font-weight: bold;", ""), axis=None)
-            html.append(styler.set_table_attributes('class="report-table"').to_html())
-        notes = "".join(f"<p class='note'>{_html_escape(n)}</p>" for n in self.notes)
-        return f"<h3 id='{self.name}'>{_html_escape(self.title)}</h3>\n" + "\n".join(html) + notes
+            columns = [" ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c) for c in cells.columns]
+            head = "".join(f"<th>{_html(c)}</th>" for c in [self._header(i), *columns])
+            rows = []
+            for r, (name, row) in enumerate(zip(cells.index, cells.itertuples(index=False))):
+                tds = "".join(f"<td style='font-weight: bold'>{_html(v)}</td>" if bold[r, c] else f"<td>{_html(v)}</td>"
+                              for c, v in enumerate(row))
+                rows.append(f"<tr><th>{_html(name)}</th>{tds}</tr>")
+            html.append(f"<table class=\"report-table\"><thead><tr>{head}</tr></thead>"
+                        f"<tbody>{''.join(rows)}</tbody></table>")
+        html += [f"<p class='note'>{_html(n)}</p>" for n in self.notes]
+        return "\n".join(html)
 
     def to_csv(self) -> str:
         """The numbers behind the table, unrounded, one row per method (or per method and class)."""
-        return self.csv.to_csv(float_format="%.6g")
+        return self.csv.to_csv(float_format="%.6g", lineterminator="\n")
 
 
-def _label_corner(cells: pd.DataFrame, header: str) -> None:
-    """Put the row header in the top-left corner, on the header row next to the column labels."""
-    cells.index.name = None
-    cells.columns.names = [None] * (cells.columns.nlevels - 1) + [header]
+def _fit(tabular: str) -> str:
+    """Scale a tabular down to the line width when it is wider; never up (graphicx)."""
+    return "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n" + tabular + "}"
 
 
-# --- minimal format helpers ------------------------------------------------------------------
-
-def markdown_table(cells: pd.DataFrame, index_header: str) -> str:
-    """A GFM pipe table of ready-made cell strings, the row header in the top-left cell."""
-    cells = cells.copy()
-    cells.index.name = index_header
-    return to_markdown(cells).rstrip("\n")
-
-
-_LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-
-
-_LATEX_SYMBOLS = {DAGGER: r"$^{\dagger}$", "±": r"$\pm$", "Δ": r"$\Delta$", DASH: "--", "−": "$-$"}
+def _group_header(columns: list[tuple]) -> list[str]:
+    """The upper header row of grouped columns: ``\\multicolumn`` spans and their rules."""
+    cells, rules, start = [""], [], 2
+    groups = [(g, sum(1 for _ in run)) for g, run in _runs([c[0] for c in columns])]
+    for group, width in groups:
+        cells.append(f"\\multicolumn{{{width}}}{{c}}{{{latex_text(group)}}}" if width > 1 else latex_text(group))
+        if group:
+            rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
+        start += width
+    return [" & ".join(cells) + " \\\\", " ".join(rules)] if rules else [" & ".join(cells) + " \\\\"]
 
 
-def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in plain text."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+def _runs(values: list):
+    from itertools import groupby
+
+    return groupby(values)
 
 
-def _html_escape(text: str) -> str:
-    import html
-
-    return html.escape(str(text))
-
-
-# --- the tables ------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------------------- builders
 def split_columns(columns: list, parts: int = 2) -> list[list]:
-    """Column names of the paper's two rows (19 classes + mIoU -> 10 and 10)."""
-    return [list(block.columns) for block in shared_split(pd.DataFrame(columns=columns), parts)]
+    """Column names in ``parts`` consecutive runs (the paper's two rows: 19 classes + mIoU -> 10, 10)."""
+    size = math.ceil(len(columns) / max(parts, 1))
+    return [columns[i:i + size] for i in range(0, len(columns), size)]
 
 
 def best_mask(values: pd.DataFrame, decimals: int, higher: bool = True) -> pd.DataFrame:
-    """True at the best value of each column as printed (ties at the printed precision all win,
-    unless the whole column ties)."""
+    """True at the best value of each column as printed (ties all win, unless the whole column ties)."""
     rounded = values.round(decimals)
     best = rounded.max() if higher else rounded.min()
-    differs = rounded.nunique() > 1  # a column where every method prints the same has no best
-    return rounded.eq(best, axis=1) & rounded.notna() & differs
+    return rounded.eq(best, axis=1) & rounded.notna() & (rounded.nunique() > 1)
 
 
-def _seed_note(summary: Summary) -> str | None:
-    seeds = summary.n_seeds
-    if seeds.max() <= 1:
-        return None
-    counts = ", ".join(f"{m}: {n}" for m, n in seeds.items())
-    return f"Values are mean ± sample std over seeds ({counts})."
+def _columns(summary: Summary, class_order: str) -> list[str]:
+    if class_order not in CLASS_ORDERS:
+        raise UserError(f"unknown class order {class_order!r}; choose from {', '.join(CLASS_ORDERS)}")
+    return (summary.order if class_order == "reference" else summary.classes) + [MIOU]
+
+
+def _seed_note(summary: Summary) -> list[str]:
+    if summary.n_seeds.max() <= 1:
+        return []
+    counts = ", ".join(f"{m}: {n}" for m, n in summary.n_seeds.items())
+    return [f"Values are mean ± sample std over seeds ({counts})."]
 
 
 def _dagger_note(summary: Summary) -> str:
-    level = round(summary.confidence * 100)
     seeds = " and seeds" if (summary.n_seeds > 1).any() else ""
-    return (f"{DAGGER}: the paired bootstrap {level}% interval (over validation images{seeds}) of the "
-            f"difference against {summary.reference} excludes zero.")
+    return (f"{DAGGER}: the paired bootstrap {round(summary.confidence * 100)}% interval (over validation "
+            f"images{seeds}) of the difference against {summary.reference} excludes zero.")
 
 
-def table1(summary: Summary, *, decimals: int = 2) -> Table:
-    """Per-class IoU (%) sorted by the reference, split in two rows of classes, best in bold."""
-    columns = summary.order + [MIOU]
-    marks = summary.significant[columns].replace({True: DAGGER, False: ""})
-    parts = [
-        Part(mean=summary.iou[cols], std=summary.iou_std[cols], marks=marks[cols],
-             bold=best_mask(summary.iou[cols], decimals))
-        for cols in split_columns(columns)
-    ]
-    notes = [n for n in (_seed_note(summary), _dagger_note(summary) if marks.eq(DAGGER).any().any() else None) if n]
-    title = f"Table 1: per-class IoU (%), sorted by {summary.reference}."
-    return Table("table1", title, parts, csv=summary.iou[columns], notes=notes, decimals=decimals)
+def _marks(significant: pd.DataFrame) -> pd.DataFrame:
+    return significant.replace({True: DAGGER, False: ""}).astype(object)
 
 
-def table1_delta(summary: Summary, *, decimals: int = 2) -> Table:
+def table1(summary: Summary, *, decimals: int = 2, split: bool = True, class_order: str = "reference",
+           labels: dict | None = None) -> Table:
+    """Per-class IoU (%) and mIoU, best value per column in bold."""
+    columns = _columns(summary, class_order)
+    marks = _marks(summary.significant[columns])
+    parts = [Part(summary.iou[c], summary.iou_std[c], marks[c], best_mask(summary.iou[c], decimals))
+             for c in split_columns(columns, 2 if split else 1)]
+    notes = _seed_note(summary) + ([_dagger_note(summary)] if marks.eq(DAGGER).any().any() else []) + summary.notes
+    order = f"sorted by {summary.reference}" if class_order == "reference" else "in the dataset's order"
+    return Table("table1", f"Table 1: per-class IoU (%), classes {order}.", parts, summary.iou[columns],
+                 notes, decimals=decimals, labels=labels or {})
+
+
+def table1_delta(summary: Summary, *, decimals: int = 2, split: bool = True, class_order: str = "reference",
+                 labels: dict | None = None) -> Table:
     """Differences (percentage points) against the reference, per class, with the † mark."""
-    columns = summary.order + [MIOU]
+    columns = _columns(summary, class_order)
     others = [m for m in summary.methods if m != summary.reference]
     delta = summary.delta.loc[others, columns]
-    marks = summary.significant.loc[others, columns].replace({True: DAGGER, False: ""})
-    parts = [Part(mean=delta[cols], marks=marks[cols], signed=True) for cols in split_columns(columns)]
-    long = _long_frame(summary, columns)
+    marks = _marks(summary.significant.loc[others, columns])
+    parts = [Part(delta[c], marks=marks[c], signed=True) for c in split_columns(columns, 2 if split else 1)]
     if summary.delta_low.loc[others].notna().any().any():
         notes = [_dagger_note(summary), "Differences of the seed means; their intervals are in the CSV."]
     else:
         notes = ["No intervals: the inputs carry no per-image statistics."]
     title = f"Table 1 Δ: IoU difference (percentage points) against {summary.reference}."
-    return Table("table1_delta", title, parts, csv=long, notes=notes, decimals=decimals)
+    return Table("table1_delta", title, parts, _long_frame(summary, columns), notes + summary.notes,
+                 decimals=decimals, labels=labels or {})
 
 
 def _long_frame(summary: Summary, columns: list[str]) -> pd.DataFrame:
     """One row per (method, class): mean, std, seeds, interval, difference and its interval."""
-    pieces = {
-        "iou": summary.iou, "iou_std": summary.iou_std, "iou_low": summary.iou_low, "iou_high": summary.iou_high,
-        "delta": summary.delta, "delta_low": summary.delta_low, "delta_high": summary.delta_high,
-        "significant": summary.significant,
-    }
+    b = summary.blocks["iou"]
+    pieces = {"iou": b.mean, "iou_std": b.std, "iou_low": b.low, "iou_high": b.high, "delta": b.delta,
+              "delta_low": b.delta_low, "delta_high": b.delta_high, "significant": b.significant}
     long = pd.concat({k: v[columns].stack(future_stack=True) for k, v in pieces.items()}, axis=1)
     long.index.names = ["method", "class"]
     long.insert(2, "seeds", long.index.get_level_values("method").map(summary.n_seeds))
     return long
 
 
-def table2(summary: Summary, against: pd.DataFrame, *, decimals: int = 2) -> Table:
-    """Every method against the rows of ``against`` (IoU % per class), sorted by its first row.
-
-    Args:
-        summary: the report's numbers.
-        against: rows indexed by label (e.g. a published SoTA row), columns the class names.
-    """
+def table2(summary: Summary, against: pd.DataFrame, *, decimals: int = 2, split: bool = True,
+           labels: dict | None = None) -> Table:
+    """Every method against the rows of ``against`` (IoU % per class), sorted by its first row."""
     against = against[summary.classes].astype(float)
     first = against.iloc[0].to_numpy()
-    key = np.where(np.isnan(first), np.inf, first)
-    order = [summary.classes[i] for i in np.argsort(key, kind="stable")]
+    order = [summary.classes[i] for i in np.argsort(np.where(np.isnan(first), np.inf, first), kind="stable")]
     columns = order + [MIOU]
-    rows = against.copy()
-    rows[MIOU] = against.mean(axis=1, skipna=True)
+    rows = against.assign(**{MIOU: against.mean(axis=1, skipna=True)})
     mean = pd.concat([rows[columns], summary.iou[columns]])
     std = pd.concat([pd.DataFrame(np.nan, index=rows.index, columns=columns), summary.iou_std[columns]])
     mean.index.name = std.index.name = "method"
-    parts = [Part(mean=mean[cols], std=std[cols], bold=best_mask(mean[cols], decimals)) for cols in split_columns(columns)]
-    title = f"Table 2: per-class IoU (%), sorted by {against.index[0]}."
-    notes = [n for n in (_seed_note(summary),) if n]
-    return Table("table2", title, parts, csv=mean, notes=notes, decimals=decimals)
+    parts = [Part(mean[c], std[c], bold=best_mask(mean[c], decimals))
+             for c in split_columns(columns, 2 if split else 1)]
+    return Table("table2", f"Table 2: per-class IoU (%), sorted by {against.index[0]}.", parts, mean,
+                 _seed_note(summary), decimals=decimals, labels=labels or {})
 
 
-def table3(summary: Summary, *, decimals: int = 2) -> Table:
-    """Fairness metrics (%, CoV and Gini as fractions), best fairness value per column in bold."""
-    keys = [key for _, key, _ in FAIRNESS_COLUMNS]
-    header = pd.MultiIndex.from_tuples([col for col, _, _ in FAIRNESS_COLUMNS])
+def fairness_columns(fraction: float) -> list[tuple[tuple[str, str], str, bool | None]]:
+    """Table 3's columns: ((group, name), key, higher is fairer or None when not bolded)."""
+    pct, nth, top = f"{100 * fraction:g}%", f"{100 * fraction:g}th perc.", f"{100 * (1 - fraction):g}th perc."
+    return [
+        ((f"sorted {pct}", "bottom"), "sorted_bottom", True), ((f"sorted {pct}", "top"), "sorted_top", None),
+        ((f"{nth} bottom", "threshold"), "pct_bottom_threshold", True),
+        ((f"{nth} bottom", "mIoU"), "pct_bottom_mean", True),
+        ((f"{top} top", "threshold"), "pct_top_threshold", None), ((f"{top} top", "mIoU"), "pct_top_mean", None),
+        (("overall", "worst"), "worst", True), (("overall", "std."), "std", False), (("overall", "mIoU"), "miou", True),
+        (("extra", "best"), "best", None), (("extra", "gap"), "gap", False), (("extra", "CoV"), "cov", False),
+        (("extra", "Gini"), "gini", False),
+    ]
+
+
+def table3(summary: Summary, *, decimals: int = 2, labels: dict | None = None) -> Table:
+    """Fairness metrics (%; CoV and Gini ×100), the fairest value per column in bold."""
+    spec = fairness_columns(summary.fraction)
+    keys = [key for _, key, _ in spec]
+    header = pd.MultiIndex.from_tuples([col for col, _, _ in spec])
     rename = lambda f: f[keys].set_axis(header, axis=1)  # noqa: E731
     mean, std = rename(summary.fairness), rename(summary.fairness_std)
     bold = pd.DataFrame(False, index=mean.index, columns=header)
-    for col, key, higher in FAIRNESS_COLUMNS:
+    for col, _, higher in spec:
         if higher is not None:
             bold[col] = best_mask(mean[[col]], decimals, higher)[col]
-    sig = rename(summary.fairness_significant).replace({True: DAGGER, False: ""})
+    sig = _marks(rename(summary.fairness_significant))
     sig.loc[summary.reference] = ""
-    notes = [
-        f"Sorted bottom/top: the mean IoU over the {_k(summary)} classes that {summary.reference}"
-        f"{' (seed mean)' if summary.n_seeds.max() > 1 else ''} does worst/best on. Percentile: the model's own 25th/75th percentile IoU and "
-        f"the mean of the IoUs at or beyond it. Bold: the fairest value per column.",
-    ]
-    if sig.eq(DAGGER).any().any():
-        notes.append(_dagger_note(summary))
-    note = _seed_note(summary)
-    if note:
-        notes.append(note)
+    seed_mean = " (seed mean)" if summary.n_seeds.max() > 1 else ""
+    notes = [f"Sorted bottom/top: the mean IoU over the {summary.k} of {len(summary.classes)} classes that "
+             f"{summary.reference}{seed_mean} does worst/best on. Percentile: the model's own "
+             f"{100 * summary.fraction:g}th/{100 * (1 - summary.fraction):g}th percentile IoU and the mean of the IoUs "
+             "at or beyond it. CoV and Gini ×100. Bold: the fairest value per column."]
+    notes += ([_dagger_note(summary)] if sig.eq(DAGGER).any().any() else []) + _seed_note(summary) + summary.notes
     csv = summary.fairness.copy()
-    for name, frame in (("std", summary.fairness_std), ("low", summary.fairness_low), ("high", summary.fairness_high)):
-        csv = csv.join(frame.add_suffix(f"_{name}"))
-    title = "Table 3: fairness across classes."
-    # The paper's columns first, the extras in a second block (one row of 13 columns is too wide).
+    for name in ("std", "low", "high"):
+        csv = csv.join(getattr(summary, f"fairness_{name}").add_suffix(f"_{name}"))
     blocks = [[c for c in header if c[0] != "extra"], [c for c in header if c[0] == "extra"]]
-    parts = [Part(mean=mean[cols], std=std[cols], marks=sig[cols], bold=bold[cols]) for cols in blocks]
-    return Table("table3", title, parts, csv=csv, notes=notes, decimals=decimals)
+    parts = [Part(mean[c], std[c], sig[c], bold[c]) for c in blocks]
+    return Table("table3", "Table 3: fairness across classes (%).", parts, csv, notes, decimals=decimals,
+                 labels=labels or {})
 
 
-def _k(summary: Summary, fraction: float = 0.25) -> int:
-    return math.ceil(fraction * len(summary.classes))
+# --------------------------------------------------------------------------- numbers out
+def _plain(value):
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def summary_json(summary: Summary, which: str = "both") -> str:
+    """Every number of the summary as JSON: per-class IoU and fairness (percent) per method."""
+    methods = {}
+    for m in summary.methods:
+        entry: dict = {"seeds": int(summary.n_seeds[m])}
+        if which in ("both", "per-class"):
+            entry["iou"] = {c: _plain(summary.iou.loc[m, c]) for c in summary.classes}
+            entry["iou_std"] = {c: _plain(summary.iou_std.loc[m, c]) for c in summary.classes}
+            entry["miou"] = _plain(summary.iou.loc[m, MIOU])
+        if which in ("both", "fairness"):
+            entry["fairness"] = {k: _plain(summary.fairness.loc[m, k]) for k in FAIRNESS_KEYS}
+            entry["fairness_std"] = {k: _plain(summary.fairness_std.loc[m, k]) for k in FAIRNESS_KEYS}
+        methods[m] = entry
+    out = {"unit": "percent (cov and gini x100)", "reference": summary.reference, "fraction": summary.fraction,
+           "k": summary.k, "classes": summary.classes, "dropped_classes": summary.dropped, "notes": summary.notes,
+           "methods": methods}
+    return json.dumps(out, indent=1) + "\n"
+
+
+def summary_csv(summary: Summary, which: str = "both", class_order: str = "reference") -> str:
+    """One row per method: per-class IoU (and mIoU), the fairness metrics (percent), the number of seeds."""
+    parts = []
+    if which in ("both", "per-class"):
+        columns = _columns(summary, class_order)
+        parts.append(summary.iou[columns if which == "per-class" else columns[:-1]])
+    if which in ("both", "fairness"):
+        parts.append(summary.fairness[list(FAIRNESS_KEYS)])
+    parts.append(summary.n_seeds.rename("seeds").to_frame())
+    frame = pd.concat(parts, axis=1)
+    frame.index.name = "method"
+    return frame.to_csv(float_format="%.6g", lineterminator="\n")
+
+
+OUTPUT_FORMATS = ("md", "latex", "csv", "json")
+TABLES = ("both", "per-class", "fairness")
+
+
+def render_summary(summary: Summary, fmt: str = "md", *, which: str = "both", split: bool = False, digits: int = 2,
+                   labels: dict | None = None, class_order: str = "reference",
+                   latex_environment: str = "table") -> str:
+    """Table 1 and/or Table 3 of a summary in one format: what ``metrics``, ``run`` and ``evaluate`` print."""
+    if fmt not in OUTPUT_FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose from {', '.join(OUTPUT_FORMATS)}")
+    if which not in TABLES:
+        raise UserError(f"unknown table {which!r}; choose from {', '.join(TABLES)}")
+    if fmt == "json":
+        return summary_json(summary, which)
+    if fmt == "csv":
+        return summary_csv(summary, which, class_order)
+    tables = []
+    if which in ("both", "per-class"):
+        tables.append(table1(summary, decimals=digits, split=split, class_order=class_order, labels=labels))
+    if which in ("both", "fairness"):
+        tables.append(table3(summary, decimals=digits, labels=labels))
+    if fmt == "md":
+        return "\n".join(t.to_markdown() for t in tables)
+    return "\n".join(t.to_latex(latex_environment) for t in tables)

@@ -121,6 +121,12 @@ def read_metrics(path: str | os.PathLike) -> RunResult:
     if path.is_dir():
         path = path / METRICS_FILE
     data = read_json(path)
+    validate_metrics(path, data)
+    return RunResult(path, data)
+
+
+def validate_metrics(path: Path, data: dict) -> None:
+    """The schema's checks on a parsed ``metrics.json``: a ``UserError`` naming the file."""
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise UserError(f"{path}: not a fairseg-bench metrics file (missing {', '.join(missing)})")
@@ -132,7 +138,6 @@ def read_metrics(path: str | os.PathLike) -> RunResult:
     for name, value in zip(data["classes"], data["iou"]):  # NaN/Infinity literals parse, but are not IoUs
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
             raise UserError(f"{path}: iou of class {name!r} is {value!r}; expected a fraction in [0, 1] or null")
-    return RunResult(path, data)
 
 
 def find_runs(*paths: str | os.PathLike) -> list[Path]:

@@ -1,0 +1,149 @@
+"""The baseline file: the summary's numbers of each method, in percent (CoV and Gini ×100).
+
+JSON, ``schema_version`` 2, written atomically::
+
+    {"schema_version": 2, "kind": "fairseg-bench-baseline", "unit": "percent",
+     "reference": "mcce", "fraction": 0.25, "config_hash": "...", "experiment": "...",
+     "dataset": "...", "classes": [K names], "environment": {"torch": "...", "device": "..."},
+     "fairseg_bench": "0.1.0",
+     "methods": {"<method>": {
+         "seeds": [0, 1], "fairness": {metric: seed mean}, "fairness_per_seed": {metric: [...]},
+         "fairness_std": {metric: std or null}, "iou": {class: seed mean},
+         "iou_per_seed": {class: [...]}, "iou_std": {class: std or null},
+         "ci_halfwidth": {"fairness": {metric: w}, "iou": {class: w}} or null}}}
+
+The fairness values are those of :func:`fairseg_bench.results.summary.summarize` with the stored
+reference and fraction; ``ci_halfwidth`` is half the width of its 95 % interval.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from fairseg_bench.errors import UserError
+from fairseg_bench.results import read_json, write_json_atomic
+from fairseg_bench.results.read import Results
+from fairseg_bench.results.summary import FAIRNESS_KEYS, Summary
+
+SCHEMA_VERSION = 2
+KIND = "fairseg-bench-baseline"
+ENVIRONMENT_KEYS = ("torch", "device")
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def short_hash(config_hash) -> str:
+    """The first 12 hex digits, enough to tell configs apart in a message."""
+    return str(config_hash)[:12]
+
+
+def identity(results: Results) -> dict:
+    """config_hash, classes, experiment, dataset and environment shared by all runs, or a UserError."""
+    bad = next((r for r in results.runs if not r.config_hash), None)
+    if bad is not None:
+        raise UserError(f"{bad.source}: no config_hash; the check needs runs written by `fairseg-bench run`")
+    hashes = {r.config_hash for r in results.runs}
+    if len(hashes) > 1:
+        raise UserError(f"the runs come from {len(hashes)} different configs "
+                        f"({', '.join(short_hash(h) for h in sorted(hashes))}); point RUNS at one experiment folder")
+    env = {}
+    for key in ENVIRONMENT_KEYS:
+        values = {(r.record.get("environment") or {}).get(key) for r in results.runs}
+        env[key] = values.pop() if len(values) == 1 else "mixed"
+    first = results.runs[0]
+    return {"config_hash": hashes.pop(), "classes": list(results.classes), "experiment": first.experiment,
+            "dataset": first.dataset, "environment": env}
+
+
+def _value(x) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _halfwidths(low, high) -> dict:
+    return {k: _value((high[k] - low[k]) / 2) for k in low.index}
+
+
+def method_record(summary: Summary, method: str) -> dict:
+    """One method's numbers as stored in the baseline."""
+    fair, iou = summary.blocks["fairness"], summary.blocks["iou"]
+    classes = summary.classes
+    iou_seeds = iou.per_seed[method][:, : len(classes)]
+    has_ci = bool(np.isfinite(fair.low.loc[method].to_numpy()).any())
+    return {
+        "seeds": list(summary.seeds[method]),
+        "n_seeds": len(summary.seeds[method]),
+        "fairness": {k: _value(fair.mean.loc[method, k]) for k in FAIRNESS_KEYS},
+        "fairness_per_seed": {k: [_value(v) for v in fair.per_seed[method][:, i]] for i, k in enumerate(FAIRNESS_KEYS)},
+        "fairness_std": {k: _value(fair.std.loc[method, k]) for k in FAIRNESS_KEYS},
+        "iou": {c: _value(iou.mean.loc[method, c]) for c in classes},
+        "iou_per_seed": {c: [_value(v) for v in iou_seeds[:, i]] for i, c in enumerate(classes)},
+        "iou_std": {c: _value(iou.std.loc[method, c]) for c in classes},
+        "ci_halfwidth": None if not has_ci else {
+            "fairness": _halfwidths(fair.low.loc[method], fair.high.loc[method]),
+            "iou": _halfwidths(iou.low.loc[method, classes], iou.high.loc[method, classes]),
+        },
+    }
+
+
+def make_baseline(results: Results, summary: Summary | None = None) -> dict:
+    """The baseline dict of ``results`` with the numbers of ``summary`` (computed with intervals if not given)."""
+    from fairseg_bench import __version__
+
+    summary = summary if summary is not None else _summary(results)
+    return {"schema_version": SCHEMA_VERSION, "kind": KIND, "unit": "percent", "reference": summary.reference,
+            "fraction": summary.fraction, **identity(results), "fairseg_bench": __version__,
+            "methods": {m: method_record(summary, m) for m in summary.methods}}
+
+
+def _summary(results: Results) -> Summary:
+    from fairseg_bench.results.summary import summarize
+
+    return summarize(results, n_boot=BOOTSTRAP_RESAMPLES)
+
+
+def write_baseline(path: str | os.PathLike, results: Results, summary: Summary | None = None) -> dict:
+    """Write the baseline atomically (the summary is computed, with intervals, when not given); returns it."""
+    write_json_atomic(path, make_baseline(results, summary))
+    return read_baseline(path)
+
+
+_TOP_KEYS = {"schema_version": int, "config_hash": str, "classes": list, "methods": dict, "reference": str,
+             "fraction": float}
+_METHOD_KEYS = {"seeds": list, "fairness": dict, "fairness_per_seed": dict, "iou": dict, "iou_per_seed": dict}
+
+
+def read_baseline(path: str | os.PathLike) -> dict:
+    """Read and validate a baseline file; anything malformed is a one-line ``UserError``."""
+    data = read_json(path)
+    if data.get("kind", KIND) != KIND:
+        raise UserError(f"{path}: not a fairseg-bench baseline (kind {data.get('kind')!r})")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"{path}: baseline schema version {data.get('schema_version')} is not supported "
+                        f"(expected {SCHEMA_VERSION}); rewrite it with `fairseg-bench check --update`")
+    _require(data, _TOP_KEYS, f"{path}")
+    for method, record in data["methods"].items():
+        where = f"{path}: method {method}"
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected an object")
+        _require(record, _METHOD_KEYS, where)
+        n = len(record["seeds"])
+        if set(record["iou"]) != set(record["iou_per_seed"]) or not set(record["iou"]) <= set(data["classes"]):
+            raise UserError(f"{where}: iou/iou_per_seed sizes do not match the classes")
+        values = [*record["fairness_per_seed"].values(), *record["iou_per_seed"].values()]
+        if any(not isinstance(v, list) or len(v) != n for v in values):
+            raise UserError(f"{where}: every per-seed list must hold {n} values")
+        if any(v is not None and not isinstance(v, (int, float)) for v in [*record["fairness"].values(),
+                                                                            *record["iou"].values()]):
+            raise UserError(f"{where}: bad value (numbers or null expected)")
+    return data
+
+
+def _require(obj: dict, keys: dict, where: str) -> None:
+    for key, kind in keys.items():
+        if key not in obj:
+            raise UserError(f"{where}: malformed baseline, missing key {key!r}")
+        ok = isinstance(obj[key], (int, float) if kind is float else kind) and not isinstance(obj[key], bool)
+        if not ok:
+            raise UserError(f"{where}: malformed baseline, {key!r} should be a {kind.__name__}")

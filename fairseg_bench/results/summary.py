@@ -1,0 +1,363 @@
+"""Every number a table, a figure or the gate shows, computed once from a :class:`Results`.
+
+Units: IoU-valued numbers in percent; ``cov`` and ``gini`` also ×100 (percent), so every column
+of every table, file and baseline is in one unit. With several seeds a method's value is the mean
+over its seeds, its spread the sample std (ddof = 1). The sorted bottom/top groups rank the
+classes by the **seed-mean** IoU of the reference (``docs/definitions.md``).
+
+Intervals: with per-image statistics, the bootstrap over validation images (one draw of images
+shared by every method and seed, so differences are paired; a method with several seeds also has
+its seeds redrawn in each replicate); otherwise, with several seeds, the Student-t interval over
+seeds; otherwise none.
+
+Nothing misleads in silence (each case is a warning in :attr:`Summary.warnings` and a note):
+
+- a class some results have and others lack (NaN) is dropped, the comparison is made on the
+  classes every result has; ``strict=True`` refuses instead. Dropping is the default so that a
+  table still comes out for exploration, but it is said loudly; the paper's tables need
+  ``--strict``;
+- a tie at the bottom-k/top-k cut of the reference ordering: the tied classes and the range the
+  metric takes over every way of breaking the tie are named.
+
+The numbers come in blocks (:class:`Block`: mean, std, interval and difference to the reference
+of methods × columns). A block is built by a function of the shared :class:`Context` returning
+per-seed values and bootstrap replicates; :data:`BLOCKS` lists them, so a new family of metrics
+(e.g. image-level) is one function and one entry.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fairseg_bench.core import stats
+from fairseg_bench.core.fairness import cut_ties, fairness_metrics, sorted_group_range
+from fairseg_bench.errors import UserError
+from fairseg_bench.results.read import Results
+
+MIOU = "mIoU"
+#: The fairness columns of every output, in Table 3's order (``n_classes`` and ``k`` are in ``Summary``).
+FAIRNESS_KEYS = (
+    "miou", "sorted_bottom", "sorted_top", "pct_bottom_threshold", "pct_bottom_mean",
+    "pct_top_threshold", "pct_top_mean", "worst", "std", "best", "gap", "cov", "gini",
+)
+PERCENT_RATIOS = ("cov", "gini")  # unitless ratios shown ×100
+
+__all__ = ["Summary", "Block", "Context", "BLOCKS", "summarize", "MIOU", "FAIRNESS_KEYS", "check_fraction"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One family of numbers for every method: frames indexed by method, one column per number."""
+
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    low: pd.DataFrame
+    high: pd.DataFrame
+    delta: pd.DataFrame  # mean minus the reference's mean
+    delta_low: pd.DataFrame
+    delta_high: pd.DataFrame
+    per_seed: dict[str, np.ndarray]  # method -> (S, C)
+
+    @property
+    def significant(self) -> pd.DataFrame:
+        """True where the paired interval of the difference against the reference excludes zero."""
+        return (self.delta_low > 0) | (self.delta_high < 0)
+
+
+@dataclass
+class Context:
+    """What every block builder shares: the results restricted to the compared classes."""
+
+    methods: list[str]
+    reference: str
+    classes: list[str]
+    fraction: float
+    confidence: float
+    seeds_iou: dict[str, np.ndarray]  # method -> (S, K) percent
+    ref_iou: np.ndarray  # (K,) the reference's seed mean, percent
+    boot: dict[str, np.ndarray | None]  # method -> (B, S, K) percent, or None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Every number of one comparison. ``blocks["iou"]``: classes + mIoU; ``blocks["fairness"]``."""
+
+    classes: list[str]  # the compared classes, dataset order
+    reference: str
+    order: list[str]  # classes by ascending reference IoU
+    fraction: float
+    k: int
+    n_seeds: pd.Series
+    seeds: dict[str, list]  # method -> its seeds (None for a table row without one)
+    blocks: dict[str, Block]
+    confidence: float
+    interval: str  # how the intervals were obtained, said in captions
+    dropped: list[str] = field(default_factory=list)  # classes left out (missing in some results)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tie_ranges: dict[str, pd.DataFrame] = field(default_factory=dict)  # key -> methods × (low, high)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.blocks["iou"].mean.index)
+
+    # the frames of the two built-in blocks under flat names
+    @property
+    def iou(self) -> pd.DataFrame:
+        return self.blocks["iou"].mean
+
+    @property
+    def iou_std(self) -> pd.DataFrame:
+        return self.blocks["iou"].std
+
+    @property
+    def iou_low(self) -> pd.DataFrame:
+        return self.blocks["iou"].low
+
+    @property
+    def iou_high(self) -> pd.DataFrame:
+        return self.blocks["iou"].high
+
+    @property
+    def delta(self) -> pd.DataFrame:
+        return self.blocks["iou"].delta
+
+    @property
+    def delta_low(self) -> pd.DataFrame:
+        return self.blocks["iou"].delta_low
+
+    @property
+    def delta_high(self) -> pd.DataFrame:
+        return self.blocks["iou"].delta_high
+
+    @property
+    def significant(self) -> pd.DataFrame:
+        return self.blocks["iou"].significant
+
+    @property
+    def fairness(self) -> pd.DataFrame:
+        return self.blocks["fairness"].mean
+
+    @property
+    def fairness_std(self) -> pd.DataFrame:
+        return self.blocks["fairness"].std
+
+    @property
+    def fairness_low(self) -> pd.DataFrame:
+        return self.blocks["fairness"].low
+
+    @property
+    def fairness_high(self) -> pd.DataFrame:
+        return self.blocks["fairness"].high
+
+    @property
+    def fairness_delta(self) -> pd.DataFrame:
+        return self.blocks["fairness"].delta
+
+    @property
+    def fairness_delta_low(self) -> pd.DataFrame:
+        return self.blocks["fairness"].delta_low
+
+    @property
+    def fairness_delta_high(self) -> pd.DataFrame:
+        return self.blocks["fairness"].delta_high
+
+    @property
+    def fairness_significant(self) -> pd.DataFrame:
+        return self.blocks["fairness"].significant
+
+
+def check_fraction(fraction: float) -> float:
+    """``fraction`` must lie in (0, 0.5]: past a half the 'bottom' group overlaps the 'top' one."""
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 0.5):
+        raise UserError(f"--fraction {fraction}: must lie in (0, 0.5] (the bottom and top groups may not overlap)")
+    return float(fraction)
+
+
+@contextmanager
+def _quiet_nan():
+    """Silence numpy's 'mean of empty slice' for all-NaN columns (they stay NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+# ------------------------------------------------------------------------- the blocks
+def _with_miou(iou: np.ndarray) -> np.ndarray:
+    """Append the mean over classes (NaN left out) as a last column. Shape ``(..., K) -> (..., K+1)``."""
+    with _quiet_nan():
+        return np.concatenate([iou, np.nanmean(iou, axis=-1, keepdims=True)], axis=-1)
+
+
+def _fairness_rows(iou: np.ndarray, reference: np.ndarray, fraction: float) -> np.ndarray:
+    """Fairness metrics of every row. Shape ``(..., K) -> (..., len(FAIRNESS_KEYS))``, ratios ×100."""
+    metrics = fairness_metrics(np.atleast_2d(iou), reference=reference, fraction=fraction)
+    scale = [100.0 if key in PERCENT_RATIOS else 1.0 for key in FAIRNESS_KEYS]
+    return np.stack([np.asarray(metrics[k], dtype=np.float64) for k in FAIRNESS_KEYS], axis=-1) * scale
+
+
+def iou_block(ctx: Context):
+    """Per-class IoU and mIoU: per-seed values and seed-mean bootstrap replicates."""
+    per_seed = {m: _with_miou(ctx.seeds_iou[m]) for m in ctx.methods}
+    with _quiet_nan():
+        reps = {m: None if b is None else _with_miou(np.nanmean(b, axis=1)) for m, b in ctx.boot.items()}
+    return ctx.classes + [MIOU], per_seed, reps
+
+
+def fairness_block(ctx: Context):
+    """The fairness metrics, every seed ranked by the reference's seed mean."""
+    per_seed = {m: _fairness_rows(ctx.seeds_iou[m], ctx.ref_iou, ctx.fraction) for m in ctx.methods}
+    with _quiet_nan():
+        reps = {m: None if b is None else np.nanmean(_fairness_rows(b, ctx.ref_iou, ctx.fraction), axis=1)
+                for m, b in ctx.boot.items()}
+    return list(FAIRNESS_KEYS), per_seed, reps
+
+
+#: name -> builder(ctx) -> (columns, {method: (S, C) per-seed values}, {method: (B, C) replicates or None})
+BLOCKS: dict[str, Callable] = {"iou": iou_block, "fairness": fairness_block}
+
+
+def _block(ctx: Context, columns, per_seed, reps) -> tuple[Block, set[str]]:
+    """Means, spreads, intervals and paired differences of one block."""
+    index = pd.Index(ctx.methods, name="method")
+    frame = lambda rows: pd.DataFrame(np.asarray(rows, dtype=np.float64).reshape(len(index), len(columns)),  # noqa: E731
+                                      index=index, columns=columns)
+    with _quiet_nan():
+        mean = frame([np.nanmean(per_seed[m], axis=0) for m in ctx.methods])
+    std = frame([stats.seed_std(per_seed[m]) for m in ctx.methods])
+    low, high, kinds = [], [], set()
+    for m in ctx.methods:
+        if reps[m] is not None:
+            bounds = stats.percentile_interval(reps[m], ctx.confidence)
+            kinds.add("bootstrap over images" + (" and seeds" if len(per_seed[m]) > 1 else ""))
+        elif len(per_seed[m]) > 1:
+            summary = stats.seed_summary(per_seed[m], ctx.confidence)
+            bounds = summary["low"], summary["high"]
+            kinds.add("t-interval over seeds")
+        else:
+            bounds = (np.full(len(columns), np.nan),) * 2
+        low.append(bounds[0])
+        high.append(bounds[1])
+    ref = ctx.reference
+    d_low, d_high = [], []
+    for m in ctx.methods:
+        paired = m != ref and reps[m] is not None and reps[ref] is not None
+        bounds = stats.percentile_interval(reps[m] - reps[ref], ctx.confidence) if paired else (
+            np.full(len(columns), np.nan),) * 2
+        d_low.append(bounds[0])
+        d_high.append(bounds[1])
+    block = Block(mean, std, frame(low), frame(high), mean - mean.loc[ref], frame(d_low), frame(d_high),
+                  dict(per_seed))
+    return block, kinds
+
+
+# ------------------------------------------------------------------------ the checks
+def _common_classes(results: Results, strict: bool) -> tuple[list[int], list[str], list[str]]:
+    """Indices of the classes to compare, the dropped class names, and the warnings."""
+    finite = np.stack([np.isfinite(r.iou) for r in results.runs])  # (runs, K)
+    partial = finite.any(0) & ~finite.all(0)
+    lines = []
+    for c in np.flatnonzero(partial):
+        lacking = sorted({r.method + ("" if r.seed is None else f" (seed {r.seed})")
+                          for r, ok in zip(results.runs, finite[:, c]) if not ok})
+        lines.append(f"{', '.join(lacking)} lack(s) class {results.classes[c]!r} that other results have")
+    if lines and strict:
+        raise UserError(lines[0] + "; --strict refuses to compare different class sets")
+    keep = [c for c in range(len(results.classes)) if not partial[c]]
+    dropped = [results.classes[c] for c in np.flatnonzero(partial)]
+    if dropped:
+        lines = [f"{line}: compared on the {len(keep)} classes every result has" for line in lines]
+    return keep, dropped, lines
+
+
+def _tie_notes(ctx: Context, fairness: pd.DataFrame) -> tuple[list[str], dict[str, pd.DataFrame]]:
+    """A note and the metric's range over tie choices for each tied cut of the reference ordering."""
+    ties = cut_ties(ctx.ref_iou, ctx.fraction)
+    notes, ranges = [], {}
+    for group, tied in ties.items():
+        if not tied:
+            continue
+        key = f"sorted_{group}"
+        rows = {}
+        for m in ctx.methods:
+            with _quiet_nan():
+                mean_iou = np.nanmean(ctx.seeds_iou[m], axis=0)
+            rows[m] = sorted_group_range(mean_iou, ctx.ref_iou, ctx.fraction, group)
+        ranges[key] = pd.DataFrame(rows, index=["low", "high"]).T
+        names = ", ".join(ctx.classes[c] for c in tied)
+        spans = "; ".join(f"{m} {lo:.2f}–{hi:.2f}" for m, (lo, hi) in rows.items() if not math.isclose(lo, hi))
+        notes.append(f"Tie at the {group}-{_k(ctx)} cut: {ctx.reference} gives the same IoU to {names}; "
+                     f"the group takes them by class index. {key} over every choice: {spans or 'the same for all'}.")
+    return notes, ranges
+
+
+def _k(ctx: Context) -> int:
+    return int(fairness_metrics(ctx.ref_iou, fraction=ctx.fraction)["k"])
+
+
+# ---------------------------------------------------------------------------- bootstrap
+def _bootstrap(results: Results, methods, keep, n_boot: int, seed: int) -> dict[str, np.ndarray | None]:
+    """Per-seed IoU replicates ``(B, S, K)`` in percent, images shared by all; None where impossible."""
+    stacks = {m: _per_image(results, m, keep) for m in methods}
+    sizes = {s["tp"].shape[1] for s in stacks.values() if s is not None}
+    if len(sizes) != 1 or n_boot < 1:
+        return dict.fromkeys(methods)
+    counts = stats.bootstrap_counts(sizes.pop(), n_boot, seed)
+    rng = np.random.default_rng([seed, 1])
+    return {m: None if s is None or s["tp"].shape[1] != counts.shape[1] else
+            stats.draw_seeds(stats.bootstrap_seed_iou(s, counts) * 100.0, rng) for m, s in stacks.items()}
+
+
+def _per_image(results: Results, method: str, keep) -> dict[str, np.ndarray] | None:
+    """Per-image tp/fp/fn of every seed, ``(S, N, K)``; None if a seed lacks them or sizes differ."""
+    per_run = [r.per_image for r in results.runs_of(method)]
+    if not per_run or any(s is None for s in per_run) or len({s["tp"].shape for s in per_run}) != 1:
+        return None
+    return {k: np.stack([s[k][:, keep] for s in per_run]) for k in ("tp", "fp", "fn")}
+
+
+# ------------------------------------------------------------------------------ summary
+def summarize(results: Results, reference: str | None = None, *, fraction: float = 0.25, n_boot: int = 1000,
+              confidence: float = 0.95, seed: int = 0, strict: bool = False) -> Summary:
+    """Compute every number of the comparison (see the module docstring).
+
+    Args:
+        results: from :func:`fairseg_bench.results.read.read_results`.
+        reference: the method ranking the classes (default: the first MCCE, else the first).
+        fraction: f of the fairness metrics, in (0, 0.5].
+        n_boot: bootstrap replicates over validation images (0: none).
+        confidence: interval level.
+        seed: seed of the bootstrap draws.
+        strict: refuse results that lack a class others have, instead of dropping it.
+    """
+    fraction = check_fraction(fraction)
+    reference = results.resolve(reference)
+    methods = [reference] + [m for m in results.methods if m != reference]
+    keep, dropped, messages = _common_classes(results, strict)
+    classes = [results.classes[c] for c in keep]
+    seeds_iou = {m: results.iou(m)[:, keep] * 100.0 for m in methods}
+    with _quiet_nan():
+        ref_iou = np.nanmean(seeds_iou[reference], axis=0)
+    ctx = Context(methods, reference, classes, fraction, confidence, seeds_iou, ref_iou,
+                  _bootstrap(results, methods, keep, n_boot, seed))
+    blocks, kinds = {}, set()
+    for name, build in BLOCKS.items():
+        blocks[name], found = _block(ctx, *build(ctx))
+        kinds |= found
+    tie_notes, tie_ranges = _tie_notes(ctx, blocks["fairness"].mean)
+    order_index = np.argsort(ref_iou, kind="stable")
+    return Summary(
+        classes=classes, reference=reference, order=[classes[i] for i in order_index], fraction=fraction,
+        k=_k(ctx), n_seeds=pd.Series({m: len(seeds_iou[m]) for m in methods}, name="seeds"),
+        seeds={m: [r.seed for r in results.runs_of(m)] for m in methods}, blocks=blocks,
+        confidence=confidence,
+        interval=" and ".join(sorted(kinds)) or "none (no per-image statistics and a single seed)",
+        dropped=dropped, warnings=messages + tie_notes, notes=list(results.notes) + messages + tie_notes,
+        tie_ranges=tie_ranges,
+    )
