@@ -299,23 +299,7 @@ def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, 
 
 
 def _print_tables(target: Path, record: dict) -> None:
-    """The per-class and fairness tables as ``run`` prints them, then the image-level summary."""
+    """The per-class, fairness and image-level tables, as ``run`` prints them."""
     from fairseg_bench.runner import print_tables
 
     print_tables([target], reference=record["method"])
-    print("\n" + format_image_level(record["method"], record["image_level"]))
-
-
-def format_image_level(method: str, metrics: dict) -> str:
-    """A one-row Markdown table (percent) of the scalar image-level metrics."""
-    keys = [k for k in metrics if k.startswith("miou_")]
-    titles = {"miou_image": "mIoU^I", "miou_class": "mIoU^C"}
-    head = [titles.get(k, k.replace("miou_image_worst_", "mIoU^I worst ") + " %") for k in keys]
-
-    def cell(v):
-        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
-
-    rows = ["| method | " + " | ".join(head) + " | images |",
-            "|:--|" + "--:|" * (len(keys) + 1),
-            f"| {method} | " + " | ".join(cell(metrics[k]) for k in keys) + f" | {metrics.get('images', '')} |"]
-    return "\n".join(rows)

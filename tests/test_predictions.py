@@ -338,3 +338,80 @@ def test_evaluations_of_one_split_share_a_config_hash(cityscapes, tmp_path, caps
     assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--out", a, *common)[0] == 0
     assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--name", "x", "--out", b, *common)[0] == 0
     assert read_metrics(a).data["config_hash"] == read_metrics(b).data["config_hash"]
+
+
+# ----------------------------------------------------------------------------- the one reader
+def _evaluate(cityscapes, out: Path, capsys, folder=None, name=None) -> Path:
+    args = ["evaluate", "--predictions", folder or cityscapes / "preds", "--dataset", "cityscapes", "--root",
+            cityscapes / "data", "--out", out, "--quiet", "--workers", "1"]
+    code, _, err = cli(capsys, *args, *(["--name", name] if name else []))
+    assert code == 0, err
+    return out
+
+
+def test_metrics_reads_the_official_json_beside_our_result(cityscapes, tmp_path, capsys, monkeypatch):
+    ours = _evaluate(cityscapes, tmp_path / "ours" / "metrics.json", capsys)
+    official(cityscapes, monkeypatch, tmp_path / "official" / "resultPixelLevelSemanticLabeling.json")
+    code, out, err = cli(capsys, "metrics", ours, tmp_path / "official" / "resultPixelLevelSemanticLabeling.json",
+                         "--format", "json")
+    assert code == 0, err
+    methods = json.loads(out)["methods"]
+    assert set(methods) == {"preds", "official"}
+    for name in CITYSCAPES_CLASSES:
+        assert methods["preds"]["iou"][name] == pytest.approx(methods["official"]["iou"][name], abs=1e-7)
+    assert "image_level" in methods["preds"] and methods["official"]["image_level"]["miou_image"] is None
+
+
+def _foreign(tmp_path, name, obj) -> Path:
+    path = tmp_path / "files" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+@pytest.mark.parametrize("command", ["metrics", "report", "check"])
+def test_bad_result_files_exit_2_in_one_line(cityscapes, tmp_path, capsys, command):
+    ours = _evaluate(cityscapes, tmp_path / "ours" / "metrics.json", capsys)
+    unknown = _foreign(tmp_path, "what.json", {"accuracy": 0.9})
+    voc_names = _foreign(tmp_path, "eval_voc.json", {"metric": {"IoU.background": 0.5, "IoU.cat": 0.25}})
+    hf = _foreign(tmp_path, "hf.json", {"per_category_iou": [0.5] * 19})
+    extra = {"metrics": [], "report": ["--out", tmp_path / "rep"],
+             "check": ["--baseline", tmp_path / "base.json", "--update"]}[command]
+    cases = [([unknown], "not a known result format"), ([voc_names, ours], "every input must have the same classes"),
+             ([hf], "names no classes"), ([_foreign(tmp_path, "eval_cs.json", {"metric": {
+                 f"IoU.{n}": 0.5 for n in CITYSCAPES_CLASSES}})], "class names do not match the dataset's 21")]
+    for files, expected in cases:
+        options = ["--classes", "voc"] if "eval_cs" in str(files[0]) else []
+        code, _, err = cli(capsys, command, *files, *options, *extra)
+        assert code == 2 and err.count("\n") == 1 and expected in err, (files, err)
+        if expected == "not a known result format":
+            assert "mmsegmentation" in err and "detectron2" in err and "Hugging Face" in err
+        assert not (tmp_path / "rep").exists() and not (tmp_path / "base.json").exists()
+
+
+def test_report_and_check_gain_the_image_level_metrics(cityscapes, tmp_path, capsys):
+    import shutil
+
+    worse = tmp_path / "worse"
+    shutil.copytree(cityscapes / "preds", worse)
+    for p in sorted(worse.rglob("*.png"))[:3]:
+        save_png(p, np.full(SHAPE, 7, np.uint8))  # three images predicted as road everywhere
+    runs = tmp_path / "runs"
+    _evaluate(cityscapes, runs / "good" / "metrics.json", capsys, name="good")
+    _evaluate(cityscapes, runs / "bad" / "metrics.json", capsys, folder=worse, name="bad")
+    code, _, err = cli(capsys, "report", runs, "--reference", "good", "--out", tmp_path / "rep", "--bootstrap", "50")
+    assert code == 0, err
+    rep = tmp_path / "rep"
+    assert (rep / "table_image.csv").is_file() and (rep / "figures" / "image_miou.png").is_file()
+    assert "Fairness across images" in (tmp_path / "rep" / "report.md").read_text()
+    code, _, err = cli(capsys, "check", runs / "good", "--baseline", tmp_path / "base.json", "--update")
+    assert code == 0, err
+    stored = json.loads((tmp_path / "base.json").read_text())["methods"]["good"]["fairness"]
+    assert {"miou_image", "miou_image_worst_5", "miou_image_worst_10", "miou_class"} <= set(stored)
+    # the worse model under the good one's name: the image-level numbers fall and the gate says so
+    shutil.rmtree(runs / "good")
+    record = json.loads((runs / "bad" / "metrics.json").read_text())
+    record["method"] = "good"
+    (runs / "bad" / "metrics.json").write_text(json.dumps(record))
+    code, out, err = cli(capsys, "check", runs, "--baseline", tmp_path / "base.json")
+    assert code == 1 and "miou_image" in out + err
