@@ -153,6 +153,8 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
     import torch  # noqa: F401 - imported before the workers fork, so they share it
     from tqdm import tqdm
 
+    from fairseg_bench.core.confusion import ConfusionMatrix  # noqa: F401 - likewise
+
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise UserError(f"--workers {workers}: expected at least 1")
