@@ -283,7 +283,7 @@ def test_latex_compiles(report, tmp_path):
 def test_markdown_tables_render(report):
     out, _ = report
     tables = markdown_tables((out / "report.md").read_text())
-    assert len(tables) == 2 + 2 + 2  # Table 1, Table 1 Δ, Table 3: two blocks each
+    assert len(tables) == 2 + 2 + 2 + 1  # Table 1, Table 1 Δ, Table 3: two blocks each; the image-level table
     assert "![" in (out / "report.md").read_text()
 
 
@@ -339,7 +339,7 @@ def test_html_is_self_contained(report):
     page = (out / "index.html").read_text()
     assert "http://" not in page and "https://" not in page and "file:" not in page
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 8 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 9 and all(s.startswith("data:image/png;base64,") for s in sources)  # with image_miou
     for s in sources:
         Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))).verify()
     assert "<link" not in page and "<script" not in page

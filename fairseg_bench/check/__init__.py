@@ -15,6 +15,7 @@ from fairseg_bench.check.markdown import append_summary, to_markdown
 from fairseg_bench.check.tolerances import (
     DEFAULT_PER_CLASS_TOLERANCE,
     DEFAULT_TOLERANCES,
+    GATED,
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,
     METRICS,
@@ -26,5 +27,6 @@ from fairseg_bench.check.tolerances import (
 __all__ = [
     "make_baseline", "read_baseline", "write_baseline", "short_hash", "compare", "CheckResult", "Comparison",
     "RULES", "append_summary", "to_markdown", "Tolerance", "parse_tolerances", "parse_tolerance_value",
-    "DEFAULT_TOLERANCES", "DEFAULT_PER_CLASS_TOLERANCE", "METRICS", "HIGHER_IS_BETTER", "LOWER_IS_BETTER",
+    "DEFAULT_TOLERANCES", "DEFAULT_PER_CLASS_TOLERANCE", "METRICS", "GATED", "HIGHER_IS_BETTER",
+    "LOWER_IS_BETTER",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import read_json, write_json_atomic
 from fairseg_bench.results.read import Results
-from fairseg_bench.results.summary import FAIRNESS_KEYS, Summary
+from fairseg_bench.results.summary import FAIRNESS_KEYS, IMAGE_KEYS, Summary
 
 SCHEMA_VERSION = 2
 KIND = "fairseg-bench-baseline"
@@ -71,17 +71,21 @@ def method_record(summary: Summary, method: str) -> dict:
     classes = summary.classes
     iou_seeds = iou.per_seed[method][:, : len(classes)]
     has_ci = bool(np.isfinite(fair.low.loc[method].to_numpy()).any())
+    # the gated metrics: the fairness block, and the image-level block when the runs have per-image counts
+    gated = [(fair, FAIRNESS_KEYS)] + ([(summary.blocks["image"], IMAGE_KEYS)] if summary.has_image_level else [])
     return {
         "seeds": list(summary.seeds[method]),
         "n_seeds": len(summary.seeds[method]),
-        "fairness": {k: _value(fair.mean.loc[method, k]) for k in FAIRNESS_KEYS},
-        "fairness_per_seed": {k: [_value(v) for v in fair.per_seed[method][:, i]] for i, k in enumerate(FAIRNESS_KEYS)},
-        "fairness_std": {k: _value(fair.std.loc[method, k]) for k in FAIRNESS_KEYS},
+        "fairness": {k: _value(b.mean.loc[method, k]) for b, keys in gated for k in keys},
+        "fairness_per_seed": {k: [_value(v) for v in b.per_seed[method][:, i]]
+                              for b, keys in gated for i, k in enumerate(keys)},
+        "fairness_std": {k: _value(b.std.loc[method, k]) for b, keys in gated for k in keys},
         "iou": {c: _value(iou.mean.loc[method, c]) for c in classes},
         "iou_per_seed": {c: [_value(v) for v in iou_seeds[:, i]] for i, c in enumerate(classes)},
         "iou_std": {c: _value(iou.std.loc[method, c]) for c in classes},
         "ci_halfwidth": None if not has_ci else {
-            "fairness": _halfwidths(fair.low.loc[method], fair.high.loc[method]),
+            "fairness": {k: v for b, keys in gated for k, v in _halfwidths(b.low.loc[method, list(keys)],
+                                                                          b.high.loc[method, list(keys)]).items()},
             "iou": _halfwidths(iou.low.loc[method, classes], iou.high.loc[method, classes]),
         },
     }

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from fairseg_bench.check.baseline import BOOTSTRAP_RESAMPLES, ENVIRONMENT_KEYS, identity, short_hash
 from fairseg_bench.check.tolerances import (
     DEFAULT_PER_CLASS_TOLERANCE,
+    GATED,
     LOWER_IS_BETTER,
-    METRICS,
     parse_tolerance_value,
     resolve_tolerances,
 )
 from fairseg_bench.core.stats import spread_halfwidth
 from fairseg_bench.errors import UserError
 from fairseg_bench.results.read import Results
-from fairseg_bench.results.summary import summarize
+from fairseg_bench.results.summary import IMAGE_KEYS, summarize
 
 EPS = 1e-7
 RULES = ("fixed", "spread", "ci")
@@ -187,7 +187,12 @@ def _compare_method(result: CheckResult, method: str, base: dict, cur: dict, tol
     if base["seeds"] != cur["seeds"]:
         result.notes.append(f"{method}: seeds {cur['seeds']} compared with baseline seeds {base['seeds']}")
     fallback = False
-    for metric in METRICS:
+    image_keys = [k for k in IMAGE_KEYS if k in cur["fairness"]]
+    if image_keys and not any(k in base["fairness"] for k in image_keys):
+        result.notes.append(f"{method}: the baseline has no image-level metrics; rewrite it with --update to gate them")
+    for metric in GATED:
+        if metric in IMAGE_KEYS and (metric not in base["fairness"] or metric not in cur["fairness"]):
+            continue  # gated only where both sides keep per-image counts
         if metric not in base["fairness"]:
             result.notes.append(f"{method}: {metric} missing from the baseline, not compared")
             continue

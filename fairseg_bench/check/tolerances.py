@@ -10,6 +10,8 @@ Defaults (percentage points; CoV and Gini are ×100 like every other number):
 - ``worst``, ``best``, ``gap``: 1 pp (one or two classes decide them).
 - ``cov``, ``gini``: 1 point (ratios, a bit noisier than ``std``).
 - per-class IoU: 2 pp (one class alone, often a small or rare one).
+- image level (gated when the runs keep per-image counts): ``miou_image``, ``miou_class``: 0.5 pp
+  (means over every image); ``miou_image_worst_5``, ``miou_image_worst_10``: 1 pp (a few images).
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ import re
 from dataclasses import dataclass
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.results.summary import FAIRNESS_KEYS
+from fairseg_bench.results.summary import FAIRNESS_KEYS, IMAGE_KEYS
 
 LOWER_IS_BETTER = ("std", "gap", "cov", "gini")
 METRICS = tuple(FAIRNESS_KEYS)
+#: every gated key: the fairness metrics, and the image-level ones where both sides keep per-image counts
+GATED = METRICS + tuple(IMAGE_KEYS)
 HIGHER_IS_BETTER = tuple(k for k in METRICS if k not in LOWER_IS_BETTER)
 UNITS = ("pp", "%")
 
@@ -40,7 +44,8 @@ class Tolerance:
         return f"{self.value:g}{self.unit}"
 
 
-DEFAULT_TOLERANCES = {key: Tolerance(1.0 if key in ("worst", "best", "gap", "cov", "gini") else 0.5) for key in METRICS}
+_ONE_POINT = ("worst", "best", "gap", "cov", "gini", "miou_image_worst_5", "miou_image_worst_10")
+DEFAULT_TOLERANCES = {key: Tolerance(1.0 if key in _ONE_POINT else 0.5) for key in GATED}
 DEFAULT_PER_CLASS_TOLERANCE = Tolerance(2.0)
 
 
@@ -65,10 +70,10 @@ def parse_tolerances(text: str | None) -> dict[str, Tolerance]:
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or key not in (*METRICS, "all"):
-            raise UserError(f"bad tolerance {item!r}: expected KEY=VALUE with KEY one of all, {', '.join(METRICS)}")
+        if not sep or key not in (*GATED, "all"):
+            raise UserError(f"bad tolerance {item!r}: expected KEY=VALUE with KEY one of all, {', '.join(GATED)}")
         if key == "all":
-            everything = dict.fromkeys(METRICS, parse_tolerance_value(value, name=key))
+            everything = dict.fromkeys(GATED, parse_tolerance_value(value, name=key))
         else:
             named[key] = parse_tolerance_value(value, name=key)
     return everything | named
@@ -79,9 +84,9 @@ def resolve_tolerances(tolerances: dict | None) -> dict[str, Tolerance]:
     merged = dict(DEFAULT_TOLERANCES)
     tolerances = dict(tolerances or {})
     if "all" in tolerances:
-        merged |= dict.fromkeys(METRICS, parse_tolerance_value(tolerances.pop("all"), name="all"))
+        merged |= dict.fromkeys(GATED, parse_tolerance_value(tolerances.pop("all"), name="all"))
     for key, value in tolerances.items():
-        if key not in METRICS:
-            raise UserError(f"unknown tolerance key {key!r}; choose from {', '.join(METRICS)}")
+        if key not in GATED:
+            raise UserError(f"unknown tolerance key {key!r}; choose from {', '.join(GATED)}")
         merged[key] = parse_tolerance_value(value, name=key)
     return merged

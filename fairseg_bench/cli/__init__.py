@@ -18,7 +18,7 @@ from fairseg_bench.errors import UserError
 COMMANDS = {
     "run": "fairseg_bench.cli.run:run",
     "train": "fairseg_bench.cli.run:train",
-    "evaluate": "fairseg_bench.cli.run:evaluate",
+    "evaluate": "fairseg_bench.cli.evaluate:evaluate",
     "metrics": "fairseg_bench.cli.metrics:metrics",
     "datasets": "fairseg_bench.cli.datasets:datasets",
     "report": "fairseg_bench.cli.report:report",

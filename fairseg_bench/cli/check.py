@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from fairseg_bench.cli.options import classes_option
+
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
@@ -22,9 +24,10 @@ import click
 @click.option("--fraction", "-f", default=0.25, show_default=True, type=float,
               help="With --update: share of classes in the sorted groups, in (0, 0.5].")
 @click.option("--strict", is_flag=True, help="Refuse runs that lack a class others have.")
+@classes_option
 @click.pass_context
 def check(ctx, runs, baseline_path, tolerance, per_class_tolerance, rule, summary_path, update, reference, fraction,
-          strict):
+          strict, classes):
     """Compare RUNS' fairness metrics and per-class IoU with a baseline."""
     from fairseg_bench import check as gate
     from fairseg_bench.cli.options import echo_warnings
@@ -33,7 +36,7 @@ def check(ctx, runs, baseline_path, tolerance, per_class_tolerance, rule, summar
     tolerances = gate.parse_tolerances(",".join(tolerance))  # bad options fail before any reading
     class_tol = None if per_class_tolerance is None else gate.parse_tolerance_value(
         per_class_tolerance, name="--per-class-tolerance")
-    results = read_results(list(runs))
+    results = read_results(list(runs), classes=classes)
     if update:
         from fairseg_bench.results.summary import summarize
 

@@ -1,7 +1,7 @@
 """``fairseg-bench metrics``: per-class IoU and fairness tables from any result file."""
 import click
 
-from fairseg_bench.cli.options import comparison_options, display_options, echo_warnings
+from fairseg_bench.cli.options import classes_option, comparison_options, display_options, echo_warnings
 from fairseg_bench.report.tables import LATEX_ENVIRONMENTS, OUTPUT_FORMATS, TABLES, render_summary
 from fairseg_bench.results.read import SCALES
 
@@ -10,6 +10,7 @@ from fairseg_bench.results.read import SCALES
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @comparison_options
 @display_options
+@classes_option
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(OUTPUT_FORMATS),
               help="Output format (json: per-class IoU and fairness per method, percent).")
 @click.option("--scale", default="auto", show_default=True, type=click.Choice(SCALES),
@@ -19,20 +20,21 @@ from fairseg_bench.results.read import SCALES
 @click.option("--digits", default=2, show_default=True, type=click.IntRange(0, 10), help="Decimals in md/latex.")
 @click.option("--latex-env", default="table", show_default=True, type=click.Choice(LATEX_ENVIRONMENTS),
               help="LaTeX float (table* spans both columns of a two-column paper).")
-def metrics(files, reference, fraction, strict, mixed_configs, labels, class_order, fmt, scale, which, split,
-            digits, latex_env):
+def metrics(files, reference, fraction, strict, mixed_configs, labels, class_order, classes, fmt, scale, which,
+            split, digits, latex_env):
     """Per-class IoU (Table 1) and fairness metrics (Table 3) of the methods in FILES.
 
     FILES: run folders (every metrics.json below them), metrics.json files, wide CSVs (a 'method'
-    column, optional 'seed', one column per class), long CSVs (method,class,iou), or JSON files of
-    confusion matrices or per-class IoUs.
+    column, optional 'seed', one column per class), long CSVs (method,class,iou), JSON files of
+    confusion matrices or per-class IoUs, or other tools' result files (cityscapesScripts,
+    mmsegmentation 0.x eval_*.json, detectron2 sem_seg, Hugging Face mean_iou with --classes).
     """
     from fairseg_bench.report import parse_labels
     from fairseg_bench.results.read import read_results
     from fairseg_bench.results.summary import summarize
 
     labels = parse_labels(labels)
-    results = read_results(files, scale=scale, mixed_configs=mixed_configs)
+    results = read_results(files, scale=scale, mixed_configs=mixed_configs, classes=classes)
     summary = summarize(results, reference, fraction=fraction, n_boot=0, strict=strict)
     echo_warnings(summary)
     click.echo(render_summary(summary, fmt, which=which, split=split, digits=digits, labels=labels,

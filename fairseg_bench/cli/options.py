@@ -39,3 +39,31 @@ def echo_warnings(summary) -> None:
     """Every warning of the summary on stderr, one line each."""
     for line in summary.warnings:
         click.echo(f"warning: {line}", err=True)
+
+
+def _classes(ctx, param, value):
+    """``--classes``: a dataset name stays a name; a file becomes its class names (one a line)."""
+    from pathlib import Path
+
+    from fairseg_bench.data.label_sets import DATASET_CLASSES
+    from fairseg_bench.errors import UserError
+
+    if value is None or value in DATASET_CLASSES:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise UserError(f"--classes {value}: neither a class file (one name a line) nor a dataset name "
+                        f"({', '.join(sorted(DATASET_CLASSES))})")
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise UserError(f"--classes {value}: no class names in the file")
+    return names
+
+
+def classes_option(func):
+    """``--classes FILE|DATASET`` for result files of other tools."""
+    return click.option("--classes", "classes", default=None, metavar="FILE|DATASET", callback=_classes,
+                        help="Class names (a file, one a line) or a dataset (cityscapes, ade20k, voc) for other "
+                             "tools' result files: a Hugging Face mean_iou file names no classes; mmsegmentation "
+                             "and detectron2 names must match them.")(func)
+

@@ -1,4 +1,4 @@
-"""``fairseg-bench run / train / evaluate``: parse options, build the config, call the runner."""
+"""``fairseg-bench run / train``: parse options, build the config, call the runner."""
 from __future__ import annotations
 
 import click
@@ -124,17 +124,3 @@ def train(config, loss, seed, data_root, out, device, iters, batch_size, quiet):
                   batch_size=batch_size, quiet=quiet)
     train_single(cfg, loss, seed)
 
-
-@click.command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="A run's last.pt (its config.yaml must sit beside it).")
-@click.option("--split", default="val", show_default=True)
-@click.option("--out", help="Folder for metrics.json (default: metrics-<split>.json beside the checkpoint).")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the run's).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--quiet", is_flag=True, default=None)
-def evaluate(checkpoint, split, out, data_root, device, quiet):
-    """Evaluate a saved model and write its metrics.json."""
-    from fairseg_bench.runner import evaluate_checkpoint
-
-    evaluate_checkpoint(checkpoint, split=split, out=out, data_root=data_root, device=device, quiet=quiet)

@@ -34,11 +34,14 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def per_class_iou(cm: ArrayLike) -> np.ndarray:
+def per_class_iou(cm: ArrayLike, void: ArrayLike | None = None) -> np.ndarray:
     """Intersection over union of each class: ``TP / (TP + FP + FN)``.
 
     Args:
         cm: confusion matrix, rows ground truth, columns prediction.
+        void: optional ``(K,)`` pixels of each ground-truth class predicted as no evaluated class
+            (e.g. a Cityscapes labelId that is not evaluated); false negatives of that class and
+            false positives of none, as cityscapesScripts counts them.
 
     Returns:
         float64 ``(K,)`` in [0, 1]; NaN for a class with no ground truth and no prediction.
@@ -48,7 +51,8 @@ def per_class_iou(cm: ArrayLike) -> np.ndarray:
     """
     cm = _square(cm)
     tp = np.diag(cm)
-    return _ratio(tp, cm.sum(0) + cm.sum(1) - tp)
+    fn = cm.sum(1) - tp + (0.0 if void is None else as_numpy(void).astype(np.float64))
+    return _ratio(tp, cm.sum(0) + fn)
 
 
 def mean_iou(cm_or_iou: ArrayLike) -> float:

@@ -6,25 +6,15 @@ from pathlib import Path
 import numpy as np
 
 from fairseg_bench.data.base import FileSegmentationDataset, label_lut, require_dirs
+from fairseg_bench.data.label_sets import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID
 from fairseg_bench.errors import UserError
 
-CITYSCAPES_CLASSES = [
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-]
 CITYSCAPES_PALETTE = np.array([
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
     (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
 ], np.uint8)
 
-# labelId -> trainId for the 19 evaluated classes, from cityscapesScripts' labels.py. Every other
-# labelId in 0..33 (void, parking, rail track, guard rail, bridge, tunnel, polegroup, caravan,
-# trailer, ...) is ignored (255); values above 33 are not Cityscapes labelIds and are an error.
-LABEL_ID_TO_TRAIN_ID = {
-    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
-    27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
-}
 _MAPPING = {label_id: LABEL_ID_TO_TRAIN_ID.get(label_id, 255) for label_id in range(34)}
 
 LAYOUT = ("ROOT/leftImg8bit/{train,val}/CITY/*_leftImg8bit.png and "

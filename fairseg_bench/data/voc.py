@@ -4,12 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fairseg_bench.data.base import FileSegmentationDataset, bitwise_palette, label_lut, require_dirs
+from fairseg_bench.data.label_sets import VOC_CLASSES
 from fairseg_bench.errors import UserError
 
-VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-]
 VOC_PALETTE = bitwise_palette(len(VOC_CLASSES))
 _MAPPING = {**{c: c for c in range(len(VOC_CLASSES))}, 255: 255}
 LAYOUT = ("ROOT/VOCdevkit/VOC2012/{JPEGImages/*.jpg, SegmentationClass/*.png, "

@@ -97,8 +97,25 @@ def _figures(results, summary, confusion_method: str | None, labels: dict) -> li
          fg.plot_qualitative(results, summary, labels)),
         (f"confusion_{_safe(confusion_method)}", f"Row-normalised confusion matrix of {confusion_method}.",
          fg.plot_confusion(results, confusion_method)),
+        ("image_miou", "Fairness across images: distribution of the per-image mIoU of every method (seeds "
+         "pooled); the shaded bands are the worst 5 % and 10 % of images.", _image_figure(results, summary, labels)),
     ]
     return [c for c in candidates if c[2] is not None]
+
+
+def _image_figure(results, summary, labels: dict):
+    """The per-image mIoU distribution, or None when no method has per-image statistics."""
+    from fairseg_bench.report.figures import method_colours
+    from fairseg_bench.report.image_figures import per_image_miou_percent, plot_image_miou
+
+    per_method = {}
+    for m in summary.methods:
+        runs = [r.per_image for r in results.runs_of(m)]
+        if runs and all(s is not None for s in runs):
+            per_method[m] = per_image_miou_percent(runs)
+    if not per_method:
+        return None
+    return plot_image_miou(per_method, summary.reference, method_colours(summary.methods, summary.reference), labels)
 
 
 def _safe(name: str) -> str:
@@ -117,7 +134,7 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
                  baseline=None, confusion_method: str | None = None, n_boot: int = 1000, seed: int = 0,
                  decimals: int = 2, figures: bool = True, fraction: float = 0.25, strict: bool = False,
                  mixed_configs: bool = False, labels: dict | None = None, class_order: str = "reference",
-                 latex_environment: str = "table", warn=None) -> list[Path]:
+                 latex_environment: str = "table", warn=None, classes=None) -> list[Path]:
     """Write the report of the runs/tables at ``runs_paths`` under ``out``; returns the written paths.
 
     Args:
@@ -139,6 +156,7 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
         class_order: ``reference`` (sorted by the reference's IoU) or ``dataset``.
         latex_environment: ``table`` or ``table*`` (two-column papers).
         warn: called with each warning line (missing classes, ties); they are notes in the tables too.
+        classes: class names or a dataset name for other tools' result files (see ``read_results``).
     """
     from fairseg_bench.report import tables as tb
     from fairseg_bench.results.read import read_results
@@ -147,7 +165,7 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
     formats = parse_formats(formats)
     out = Path(out)
     _refuse_results_folder(out)
-    results = read_results(runs_paths, mixed_configs=mixed_configs)
+    results = read_results(runs_paths, mixed_configs=mixed_configs, classes=classes)
     summary = summarize(results, reference, fraction=fraction, n_boot=n_boot, seed=seed, strict=strict)
     for line in summary.warnings if warn else ():
         warn(line)
@@ -159,6 +177,8 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
     if sota_csv is not None:
         tables.append(tb.table2(summary, _sota_rows(sota_csv, summary.classes), **options))
     tables.append(tb.table3(summary, **options))
+    if summary.has_image_level:
+        tables.append(tb.table_image(summary, **options))
     drawn = _figures(results, summary, confusion_method, labels) if figures else []
     written = _write_atomically(out, lambda folder: _write_files(folder, formats, tables, drawn, results, summary,
                                                                  latex_environment))

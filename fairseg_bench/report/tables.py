@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.results.summary import FAIRNESS_KEYS, MIOU, Summary
+from fairseg_bench.results.summary import FAIRNESS_KEYS, IMAGE_KEYS, MIOU, Summary
 
 DAGGER = "†"
 DASH = "–"
@@ -379,6 +379,31 @@ def table3(summary: Summary, *, decimals: int = 2, labels: dict | None = None) -
                  labels=labels or {})
 
 
+IMAGE_COLUMNS = [("mIoU^I", "miou_image"), ("worst 5%", "miou_image_worst_5"), ("worst 10%", "miou_image_worst_10"),
+                 ("mIoU^C", "miou_class")]
+
+
+def table_image(summary: Summary, *, decimals: int = 2, labels: dict | None = None) -> Table:
+    """Fairness across images (%): mIoU^I, the mean of its worst 5/10 % of images, mIoU^C; best in bold."""
+    block = summary.blocks["image"]
+    keys, names = [k for _, k in IMAGE_COLUMNS], [n for n, _ in IMAGE_COLUMNS]
+    rename = lambda f: f[keys].set_axis(names, axis=1)  # noqa: E731
+    mean = rename(block.mean)
+    bold = best_mask(mean, decimals, True)
+    sig = _marks(rename(block.significant))
+    sig.loc[summary.reference] = ""
+    notes = ["Per image, the mean IoU over the classes in its ground truth (mIoU_i); mIoU^I: their mean over "
+             "the images; worst q%: the mean over the q% of images with the lowest mIoU_i; mIoU^C: per class "
+             "the mean IoU over the images containing it, averaged over the classes (Wang et al., NeurIPS 2023; "
+             "docs/definitions.md). A dash: no per-image statistics. Bold: the best value per column."]
+    notes += ([_dagger_note(summary)] if sig.eq(DAGGER).any().any() else []) + _seed_note(summary)
+    csv = block.mean[keys].copy()
+    for name in ("std", "low", "high"):
+        csv = csv.join(getattr(block, name)[keys].add_suffix(f"_{name}"))
+    return Table("table_image", "Fairness across images (%).", [Part(mean, rename(block.std), sig, bold)], csv, notes,
+                 decimals=decimals, labels=labels or {})
+
+
 # --------------------------------------------------------------------------- numbers out
 def _plain(value):
     value = float(value)
@@ -397,6 +422,10 @@ def summary_json(summary: Summary, which: str = "both") -> str:
         if which in ("both", "fairness"):
             entry["fairness"] = {k: _plain(summary.fairness.loc[m, k]) for k in FAIRNESS_KEYS}
             entry["fairness_std"] = {k: _plain(summary.fairness_std.loc[m, k]) for k in FAIRNESS_KEYS}
+            if summary.has_image_level:
+                image = summary.blocks["image"]
+                entry["image_level"] = {k: _plain(image.mean.loc[m, k]) for k in IMAGE_KEYS}
+                entry["image_level_std"] = {k: _plain(image.std.loc[m, k]) for k in IMAGE_KEYS}
         methods[m] = entry
     out = {"unit": "percent (cov and gini x100)", "reference": summary.reference, "fraction": summary.fraction,
            "k": summary.k, "classes": summary.classes, "dropped_classes": summary.dropped, "notes": summary.notes,
@@ -412,6 +441,8 @@ def summary_csv(summary: Summary, which: str = "both", class_order: str = "refer
         parts.append(summary.iou[columns if which == "per-class" else columns[:-1]])
     if which in ("both", "fairness"):
         parts.append(summary.fairness[list(FAIRNESS_KEYS)])
+        if summary.has_image_level:
+            parts.append(summary.blocks["image"].mean[list(IMAGE_KEYS)])
     parts.append(summary.n_seeds.rename("seeds").to_frame())
     frame = pd.concat(parts, axis=1)
     frame.index.name = "method"
@@ -439,6 +470,8 @@ def render_summary(summary: Summary, fmt: str = "md", *, which: str = "both", sp
         tables.append(table1(summary, decimals=digits, split=split, class_order=class_order, labels=labels))
     if which in ("both", "fairness"):
         tables.append(table3(summary, decimals=digits, labels=labels))
+        if summary.has_image_level:
+            tables.append(table_image(summary, decimals=digits, labels=labels))
     if fmt == "md":
         return "\n".join(t.to_markdown() for t in tables)
     return "\n".join(t.to_latex(latex_environment) for t in tables)

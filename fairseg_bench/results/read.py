@@ -107,6 +107,7 @@ class InputFormat:
     kind: str  # "json" or "csv"
     detect: Callable[[object], bool]
     read: Callable[[Path, object, str], list[Result]]
+    takes_classes: bool = False  # read(path, parsed, scale, classes): a format whose files may name no classes
 
 
 # ------------------------------------------------------------------------------- numbers
@@ -152,7 +153,8 @@ def _read_run(path: Path, obj: dict, scale: str) -> list[Result]:
     cm = np.asarray(obj["confusion_matrix"], dtype=np.int64)
     stored = np.array([np.nan if v is None else v for v in obj["iou"]], dtype=np.float64)
     has_counts = cm.sum() > 0  # an all-zero matrix carries no counts: the stored IoUs stand alone
-    iou = per_class_iou(cm) if has_counts else stored
+    void = obj.get("void_predictions")  # evaluated prediction folders: predictions of no class (FN)
+    iou = per_class_iou(cm, void=void) if has_counts else stored
     _check_consistent(path, obj, stored, iou)
     per_image = obj.get("per_image") or None
     if per_image is not None:
@@ -331,9 +333,33 @@ def _read_csv_frame(path: Path):
     return frame
 
 
+# ---------------------------------------------------------------------- other tools' files
+def _foreign_reader(fmt: str) -> Callable:
+    """A reader for one of :mod:`fairseg_bench.foreign_formats` (IoU from the tool, in percent)."""
+
+    def read(path: Path, obj, scale: str, classes=None) -> list[Result]:
+        from fairseg_bench.foreign_formats import parse_foreign
+
+        names, dataset = (None, classes) if isinstance(classes, str) else (classes, None)
+        r = parse_foreign(obj, path, classes=names, dataset=dataset)
+        assert r.format == fmt, (r.format, fmt)
+        return [Result(r.method, None, tuple(r.classes), r.iou / 100.0, path, confusion_matrix=r.confusion_matrix,
+                       dataset=r.dataset)]
+
+    return read
+
+
+def _foreign_formats() -> list[InputFormat]:
+    from fairseg_bench.foreign_formats import FORMATS
+
+    return [InputFormat(f.description, "json", f.detect, _foreign_reader(f.name), takes_classes=True)
+            for f in FORMATS.values()]
+
+
 # ---------------------------------------------------------------------------- registry
 INPUT_FORMATS: list[InputFormat] = [
     InputFormat("fairseg-bench metrics.json", "json", _is_run, _read_run),
+    *_foreign_formats(),  # before the generic JSON entries: a detectron2 {"sem_seg": {...}} is a dict of dicts
     InputFormat("confusion matrix or IoU JSON", "json", _is_entry, _read_entry_file),
     InputFormat("JSON of methods", "json", _is_method_map, _read_method_map),
     InputFormat("long CSV (method, class, iou)", "csv", _is_long, _read_long),
@@ -346,14 +372,20 @@ def register_format(entry: InputFormat, *, first: bool = False) -> None:
     INPUT_FORMATS.insert(0, entry) if first else INPUT_FORMATS.append(entry)
 
 
-def read_file(path: Path, scale: str = "auto") -> list[Result]:
-    """Every result in one file, by the first registry entry that recognises it."""
+def read_file(path: Path, scale: str = "auto", classes=None) -> list[Result]:
+    """Every result in one file, by the first registry entry that recognises it.
+
+    ``classes`` (a list of names, or a dataset name) goes to the formats that take it: the class
+    list of a Hugging Face ``mean_iou`` file, and the names another tool's file must match.
+    """
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     kind = "json" if path.suffix.lower() == ".json" else "csv"
     parsed = read_json(path) if kind == "json" else _read_csv_frame(path)
     for entry in INPUT_FORMATS:
         if entry.kind == kind and entry.detect(parsed):
+            if entry.takes_classes:
+                return entry.read(path, parsed, scale, classes)
             return entry.read(path, parsed, scale)
     names = ", ".join(e.name for e in INPUT_FORMATS if e.kind == kind)
     raise UserError(f"{path}: not a known result format (expected one of: {names})")
@@ -374,13 +406,15 @@ def _expand(paths) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------- combining
-def read_results(paths, *, scale: str = "auto", mixed_configs: bool = False) -> Results:
+def read_results(paths, *, scale: str = "auto", mixed_configs: bool = False, classes=None) -> Results:
     """Read every input into one :class:`Results`.
 
     Args:
         paths: files and folders (see the module docstring).
         scale: unit of IoU numbers in tables: ``percent``, ``fraction`` or ``auto``.
         mixed_configs: allow runs of different configs (a note says so); refused by default.
+        classes: class names (list) or a dataset name, for result files of other tools that name
+            no classes (Hugging Face ``mean_iou``) or must match a dataset's.
 
     Raises:
         UserError: an unreadable or inconsistent file, two inputs with different class sets, a
@@ -392,7 +426,7 @@ def read_results(paths, *, scale: str = "auto", mixed_configs: bool = False) -> 
         paths = [paths]
     if not paths:
         raise UserError("no input given: pass run folders, metrics.json files or per-class IoU tables")
-    results = [r for path in _expand(paths) for r in read_file(path, scale)]
+    results = [r for path in _expand(paths) for r in read_file(path, scale, classes)]
     classes = _common_class_list(results)
     results = [_reorder(r, classes) for r in results]
     notes = _config_notes(results, mixed_configs)

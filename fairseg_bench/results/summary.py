@@ -47,8 +47,11 @@ FAIRNESS_KEYS = (
     "pct_top_threshold", "pct_top_mean", "worst", "std", "best", "gap", "cov", "gini",
 )
 PERCENT_RATIOS = ("cov", "gini")  # unitless ratios shown ×100
+#: The image-level columns (docs/definitions.md, "Image-level metrics"), percent; NaN without per-image statistics.
+IMAGE_KEYS = ("miou_image", "miou_image_worst_5", "miou_image_worst_10", "miou_class")
 
-__all__ = ["Summary", "Block", "Context", "BLOCKS", "summarize", "MIOU", "FAIRNESS_KEYS", "check_fraction"]
+__all__ = ["Summary", "Block", "Context", "BLOCKS", "summarize", "MIOU", "FAIRNESS_KEYS", "IMAGE_KEYS",
+           "check_fraction"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class Context:
     seeds_iou: dict[str, np.ndarray]  # method -> (S, K) percent
     ref_iou: np.ndarray  # (K,) the reference's seed mean, percent
     boot: dict[str, np.ndarray | None]  # method -> (B, S, K) percent, or None
+    per_image: dict[str, dict | None] = field(default_factory=dict)  # method -> {"tp","fp","fn"} (S, N, K)
+    counts: np.ndarray | None = None  # (B, N) the bootstrap's image draws, shared by every method
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,11 @@ class Summary:
     def fairness_significant(self) -> pd.DataFrame:
         return self.blocks["fairness"].significant
 
+    @property
+    def has_image_level(self) -> bool:
+        """Whether some method has per-image statistics (so the image-level block holds numbers)."""
+        return bool(self.blocks["image"].mean.notna().any().any())
+
 
 def check_fraction(fraction: float) -> float:
     """``fraction`` must lie in (0, 0.5]: past a half the 'bottom' group overlaps the 'top' one."""
@@ -219,8 +230,32 @@ def fairness_block(ctx: Context):
     return list(FAIRNESS_KEYS), per_seed, reps
 
 
+def image_block(ctx: Context):
+    """Fairness across images (mIoU^I, its worst 5/10 %, mIoU^C) from per-image statistics; NaN without them."""
+    from fairseg_bench.core.image_metrics import image_level_metrics, image_level_replicates
+
+    per_seed, reps = {}, {}
+    rng = np.random.default_rng([ctx.seed, 2])
+    for m in ctx.methods:
+        stacks = ctx.per_image.get(m)
+        seeds = len(ctx.seeds_iou[m])
+        if stacks is None:
+            per_seed[m], reps[m] = np.full((seeds, len(IMAGE_KEYS)), np.nan), None
+            continue
+        runs = [{k: stacks[k][s] for k in ("tp", "fp", "fn")} for s in range(seeds)]
+        per_seed[m] = 100.0 * np.array([[image_level_metrics(**r)[k] for k in IMAGE_KEYS] for r in runs])
+        if ctx.counts is None or ctx.counts.shape[1] != stacks["tp"].shape[1]:
+            reps[m] = None  # no draw, or another image set than the draw's
+            continue
+        draws = [image_level_replicates(**r, counts=ctx.counts) for r in runs]
+        values = 100.0 * np.stack([np.stack([d[k] for k in IMAGE_KEYS], axis=-1) for d in draws], axis=1)
+        with _quiet_nan():
+            reps[m] = np.nanmean(stats.draw_seeds(values, rng), axis=1)  # (B, S, C) -> (B, C)
+    return list(IMAGE_KEYS), per_seed, reps
+
+
 #: name -> builder(ctx) -> (columns, {method: (S, C) per-seed values}, {method: (B, C) replicates or None})
-BLOCKS: dict[str, Callable] = {"iou": iou_block, "fairness": fairness_block}
+BLOCKS: dict[str, Callable] = {"iou": iou_block, "fairness": fairness_block, "image": image_block}
 
 
 def _block(ctx: Context, columns, per_seed, reps) -> tuple[Block, set[str]]:
@@ -302,16 +337,15 @@ def _k(ctx: Context) -> int:
 
 
 # ---------------------------------------------------------------------------- bootstrap
-def _bootstrap(results: Results, methods, keep, n_boot: int, seed: int) -> dict[str, np.ndarray | None]:
-    """Per-seed IoU replicates ``(B, S, K)`` in percent, images shared by all; None where impossible."""
-    stacks = {m: _per_image(results, m, keep) for m in methods}
+def _bootstrap(stacks: dict, n_boot: int, seed: int) -> tuple[dict[str, np.ndarray | None], np.ndarray | None]:
+    """Per-seed IoU replicates ``(B, S, K)`` in percent, images shared by all (None where impossible), and the draws."""
     sizes = {s["tp"].shape[1] for s in stacks.values() if s is not None}
     if len(sizes) != 1 or n_boot < 1:
-        return dict.fromkeys(methods)
+        return dict.fromkeys(stacks), None
     counts = stats.bootstrap_counts(sizes.pop(), n_boot, seed)
     rng = np.random.default_rng([seed, 1])
     return {m: None if s is None or s["tp"].shape[1] != counts.shape[1] else
-            stats.draw_seeds(stats.bootstrap_seed_iou(s, counts) * 100.0, rng) for m, s in stacks.items()}
+            stats.draw_seeds(stats.bootstrap_seed_iou(s, counts) * 100.0, rng) for m, s in stacks.items()}, counts
 
 
 def _per_image(results: Results, method: str, keep) -> dict[str, np.ndarray] | None:
@@ -344,8 +378,9 @@ def summarize(results: Results, reference: str | None = None, *, fraction: float
     seeds_iou = {m: results.iou(m)[:, keep] * 100.0 for m in methods}
     with _quiet_nan():
         ref_iou = np.nanmean(seeds_iou[reference], axis=0)
-    ctx = Context(methods, reference, classes, fraction, confidence, seeds_iou, ref_iou,
-                  _bootstrap(results, methods, keep, n_boot, seed))
+    stacks = {m: _per_image(results, m, keep) for m in methods}
+    boot, counts = _bootstrap(stacks, n_boot, seed)
+    ctx = Context(methods, reference, classes, fraction, confidence, seeds_iou, ref_iou, boot, stacks, counts, seed)
     blocks, kinds = {}, set()
     for name, build in BLOCKS.items():
         blocks[name], found = _block(ctx, *build(ctx))

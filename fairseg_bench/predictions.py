@@ -1,0 +1,307 @@
+"""Evaluate a folder of prediction PNGs against a dataset's labels; write a ``metrics.json`` like a run's.
+
+How a pair is counted: both PNGs are decoded by Pillow (palette PNGs as indices) and their *raw*
+values counted jointly by :class:`~fairseg_bench.core.confusion.ConfusionMatrix` as an R x R histogram
+(raw label value x raw predicted value, R = 1 + the largest valid raw value, 34 for Cityscapes
+labelIds), one fused pass over the pixels with no lookup table applied to the maps (a lookup
+costs more than the count). The histogram is then folded into the ``(K, K + 1)`` class matrix by
+the folder's lookup tables (:mod:`fairseg_bench.data.prediction_folders`): ignored label values
+are dropped, void predictions land in column ``K``, and a value outside the label set, in either
+file, is a one-line error naming the file. From that matrix: the per-image TP/FP/FN kept for the
+bootstrap (as runs keep them) and the dataset-level matrix. IoU is ``TP / (TP + FP + FN)`` with
+void predictions counted as false negatives, which is cityscapesScripts' rule.
+
+Pairs are counted in worker processes (``workers``, default all cores), in order, with a tqdm bar.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from fairseg_bench.data.prediction_folders import PairList, decode_label_png, match_predictions
+from fairseg_bench.errors import UserError
+
+__all__ = ["count_pairs", "evaluate_predictions", "predictions_record", "PairCounter"]
+
+_CHUNK = 1  # pairs per worker task: a pair takes tens of ms, so balance beats batching
+
+
+class PairCounter:
+    """Counts one (label, prediction) pair into a ``(K, K + 1)`` int64 matrix (column K = void)."""
+
+    def __init__(self, label_lut: np.ndarray, prediction_lut: np.ndarray, num_classes: int):
+        self.num_classes = K = int(num_classes)
+        gt = np.asarray(label_lut, np.int64)
+        pred = np.asarray(prediction_lut, np.int64)
+        self.bad_label = gt < 0
+        self.bad_prediction = pred < 0
+        # Raw values counted: 0 .. R-1, R = 1 + the largest valid raw value (34 for Cityscapes
+        # labelIds): a smaller histogram is faster, and larger values are refused by the count.
+        self.raw_values = R = 1 + int(max(np.flatnonzero(gt >= 0).max(), np.flatnonzero(pred >= 0).max()))
+        pred_col = np.where(pred == 255, K, pred)[:R]
+        gt = gt[:R]
+        row_ok = (gt >= 0) & (gt < K)
+        col_ok = (pred_col >= 0) & (pred_col <= K)
+        # cell of the (K, K + 1) matrix for every (raw label, raw prediction) pair; -1 = counts nowhere
+        cell = gt[:, None] * (K + 1) + pred_col[None, :]
+        self.cell = np.where(row_ok[:, None] & col_ok[None, :], cell, -1).reshape(-1)
+        self._cm = None
+
+    def _histogram(self, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+        """(R, R) int64 joint histogram of raw values (rows label, columns prediction).
+
+        A value of R or more raises ``ValueError`` (from the confusion matrix's own checks).
+        """
+        import torch
+
+        from fairseg_bench.core.confusion import ConfusionMatrix
+
+        if self._cm is None:
+            self._cm = ConfusionMatrix(self.raw_values, ignore_index=-1)
+        self._cm.reset()
+        with warnings.catch_warnings():  # Pillow's arrays are read-only; they are only read here
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            self._cm.update(torch.from_numpy(prediction), torch.from_numpy(label))
+        return self._cm.compute().numpy()
+
+    def count(self, label_path: Path, prediction_path: Path) -> np.ndarray:
+        """The pair's ``(K, K + 1)`` matrix; a size mismatch or a value outside the label set is a UserError."""
+        label = decode_label_png(label_path, "label")
+        prediction = decode_label_png(prediction_path, "prediction")
+        if label.shape != prediction.shape:
+            raise UserError(f"{prediction_path}: size {prediction.shape[1]}x{prediction.shape[0]} differs from its "
+                            f"label {label_path.name} ({label.shape[1]}x{label.shape[0]})")
+        try:
+            raw = self._histogram(label, prediction)
+        except ValueError:  # a raw value beyond the label set's largest: find and name it
+            for array, bad, path, what in ((label, self.bad_label, label_path, "label"),
+                                           (prediction, self.bad_prediction, prediction_path, "prediction")):
+                self._check_values(np.bincount(array.reshape(-1), minlength=256), bad, path, what)
+            raise
+        self._check_values(raw.sum(1), self.bad_label[: self.raw_values], label_path, "label")
+        self._check_values(raw.sum(0), self.bad_prediction[: self.raw_values], prediction_path, "prediction")
+        flat = raw.reshape(-1)
+        nonzero = np.flatnonzero(flat)
+        cells = self.cell[nonzero]
+        keep = cells >= 0
+        K = self.num_classes
+        counts = np.bincount(cells[keep], weights=flat[nonzero[keep]], minlength=K * (K + 1))
+        return counts.astype(np.int64).reshape(K, K + 1)  # exact: at most 2**53 pixels per image
+
+    @staticmethod
+    def _check_values(counts: np.ndarray, bad: np.ndarray, path: Path, what: str) -> None:
+        values = np.flatnonzero((counts > 0) & bad)
+        if values.size:
+            shown = ", ".join(map(str, values[:5].tolist())) + (", ..." if values.size > 5 else "")
+            raise UserError(f"{path}: {what} values {shown} are outside the label set of this dataset")
+
+
+def tp_fp_fn(matrix: np.ndarray) -> np.ndarray:
+    """(3, K) true positives, false positives, false negatives of a ``(K, K + 1)`` matrix."""
+    K = matrix.shape[0]
+    tp = np.diagonal(matrix[:, :K])
+    return np.stack([tp, matrix[:, :K].sum(0) - tp, matrix.sum(1) - tp])
+
+
+# ----------------------------------------------------------------------------- workers
+_worker_counter: PairCounter | None = None
+
+
+def _init_worker(label_lut, prediction_lut, num_classes, one_thread: bool = True) -> None:
+    global _worker_counter
+    import torch
+
+    if one_thread:  # a worker process; the in-process path leaves the caller's settings alone
+        import signal
+
+        torch.set_num_threads(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool, one message
+    _worker_counter = PairCounter(label_lut, prediction_lut, num_classes)
+
+
+def _count_chunk(chunk: list[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image (n, 3, K) statistics and the summed (K, K + 1) matrix of a few pairs."""
+    stats, total = [], None
+    for label, prediction in chunk:
+        matrix = _worker_counter.count(label, prediction)
+        stats.append(tp_fp_fn(matrix))
+        total = matrix if total is None else total + matrix
+    return np.stack(stats), total
+
+
+def _context():
+    # fork shares the imported modules; workers set one torch thread before counting
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool = True):
+    """Count every pair. Returns the ``(K, K + 1)`` matrix and ``(N, 3, K)`` per-image statistics."""
+    import torch  # noqa: F401 - imported before the workers fork, so they share it
+    from tqdm import tqdm
+
+    from fairseg_bench.core.confusion import ConfusionMatrix  # noqa: F401 - likewise
+
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise UserError(f"--workers {workers}: expected at least 1")
+    items = list(zip(pairs.labels, pairs.predictions, strict=True))
+    chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    init = (pairs.label_lut, pairs.prediction_lut, len(pairs.classes))
+    bar = tqdm(total=len(items), desc="evaluate", unit="pair", dynamic_ncols=True,
+               disable=not progress or not sys.stderr.isatty())
+    results = []
+    try:
+        if workers == 1 or len(chunks) == 1:
+            _init_worker(*init, one_thread=False)
+            for chunk in chunks:
+                results.append(_count_chunk(chunk))
+                bar.update(len(chunk))
+        else:
+            with _context().Pool(min(workers, len(chunks)), _init_worker, init) as pool:
+                for result in pool.imap(_count_chunk, chunks):
+                    results.append(result)
+                    bar.update(len(result[0]))
+    finally:
+        bar.close()
+    stats = np.concatenate([r[0] for r in results])
+    matrix = sum(r[1] for r in results)
+    return matrix, stats
+
+
+# ----------------------------------------------------------------------------- results
+def _square(matrix: np.ndarray) -> np.ndarray:
+    """The ``(K + 1, K + 1)`` square of a ``(K, K + 1)`` matrix (a zero void row)."""
+    K = matrix.shape[0]
+    square = np.zeros((K + 1, K + 1), np.int64)
+    square[:K] = matrix
+    return square
+
+
+def evaluation_hash(pairs: PairList, options: dict) -> str:
+    """What makes two evaluations comparable: dataset, split, value conventions, classes and image names.
+
+    Paths are left out, so the same split evaluated on another machine has the same hash; models
+    evaluated on the same images share it (``check`` and ``report`` compare them as one experiment).
+    """
+    import hashlib
+    import json
+
+    key = {k: options.get(k) for k in ("dataset", "split", "ids", "reduce_zero_label", "ignore_index")}
+    key.update(classes=list(pairs.classes), images=list(pairs.names))
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *, method: str,
+                       source: Path, options: dict, wall_time_s: float) -> dict:
+    """The ``metrics.json`` content of an evaluated prediction folder (the runs' schema, version 1).
+
+    Beyond the run keys: ``source`` (``{"kind": "predictions", "path", "options"}``), ``files``
+    (counts of ground-truth images, matched predictions and unmatched prediction files),
+    ``image_names`` (N names, the order of ``per_image``) and ``void_predictions`` (K ints:
+    pixels of each ground-truth class predicted as no evaluated class; they are false negatives,
+    already inside ``iou``, and absent from the K x K ``confusion_matrix``).
+    """
+    import torch
+
+    from fairseg_bench.core.fairness import fairness_metrics
+    from fairseg_bench.core.image_metrics import image_level_metrics
+    from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou
+    from fairseg_bench.results import SCHEMA_VERSION
+    from fairseg_bench.runner import environment
+
+    K = len(pairs.classes)
+    square = _square(matrix)
+    iou = per_class_iou(matrix[:, :K], void=matrix[:, K])
+    per_image = {"tp": stats[:, 0], "fp": stats[:, 1], "fn": stats[:, 2]}
+    total = int(matrix.sum())
+    return {
+        "schema_version": SCHEMA_VERSION, "experiment": f"predictions-{pairs.dataset}", "method": method,
+        "loss_spec": None, "seed": 0, "config_hash": evaluation_hash(pairs, options), "config": {"evaluate": options},
+        "dataset": pairs.dataset, "split": pairs.split, "steps": None, "classes": list(pairs.classes),
+        "ignore_index": 255, "palette": np.asarray(pairs.palette).tolist(),
+        "confusion_matrix": matrix[:, :K], "void_predictions": matrix[:, K], "per_image": per_image,
+        "image_names": list(pairs.names), "iou": iou, "miou": mean_iou(iou),
+        "pixel_accuracy": float(np.trace(matrix[:, :K]) / total) if total else math.nan,
+        "class_accuracy": class_accuracy(square)[:K], "fairness": fairness_metrics(iou),
+        "image_level": image_level_metrics(stats[:, 0], stats[:, 1], stats[:, 2]),
+        "sampler": None,
+        "timing": {"wall_time_s": wall_time_s, "train_images_per_s": None,
+                   "eval_images_per_s": len(pairs) / wall_time_s if wall_time_s > 0 else None},
+        "environment": environment(torch.device("cpu")),
+        "source": {"kind": "predictions", "path": str(source), "options": options},
+        "files": {"ground_truth": len(pairs), "predictions": len(pairs), "unmatched_predictions": len(pairs.unmatched)},
+    }
+
+
+def _safe_label(name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_.+" else "-" for c in name).strip(".-")
+    return safe or "predictions"
+
+
+def default_output(dataset: str, method: str) -> Path:
+    """``runs/predictions-<dataset>/<method>/metrics.json``: beside runs, so report/check read it alike."""
+    return Path("runs") / f"predictions-{dataset}" / _safe_label(method) / "metrics.json"
+
+
+def output_path(out, dataset: str, method: str) -> Path:
+    """``out`` if it names a .json file, ``out/metrics.json`` for a folder, else :func:`default_output`."""
+    if not out:
+        return default_output(dataset, method)
+    out = Path(out)
+    return out if out.suffix == ".json" else out / "metrics.json"
+
+
+def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, split: str = "val",
+                         name: str | None = None, out=None, workers: int | None = None, ids: str = "label",
+                         reduce_zero_label: bool = False, labels=None, classes=None, ignore_index: int = 255,
+                         quiet: bool = False, print_tables: bool = True) -> Path:
+    """Evaluate a prediction folder; write its ``metrics.json`` and print the tables. Returns the file."""
+    from fairseg_bench.results import write_json_atomic
+
+    pred_dir = Path(predictions).expanduser()
+    pairs = match_predictions(pred_dir, dataset=dataset, root=root, split=split, ids=ids,
+                              reduce_zero_label=reduce_zero_label, labels=labels, classes=classes,
+                              ignore_index=ignore_index)
+    method = name or pred_dir.resolve().name
+    target = output_path(out, pairs.dataset, method)
+    if pairs.unmatched:
+        shown = ", ".join(p.name for p in pairs.unmatched[:3]) + (", ..." if len(pairs.unmatched) > 3 else "")
+        print(f"warning: {len(pairs.unmatched)} prediction files match no ground-truth image and are skipped "
+              f"({shown})", file=sys.stderr)
+    start = time.perf_counter()
+    matrix, stats = count_pairs(pairs, workers=workers, progress=not quiet)
+    elapsed = time.perf_counter() - start
+    options = {"dataset": pairs.dataset, "root": None if root is None else str(root), "split": split,
+               "ids": ids, "reduce_zero_label": reduce_zero_label,
+               "labels": None if labels is None else str(labels), "classes": None if classes is None else str(classes),
+               "ignore_index": ignore_index}
+    record = predictions_record(pairs, matrix, stats, method=method, source=pred_dir, options=options,
+                                wall_time_s=elapsed)
+    write_json_atomic(target, record)
+    if not quiet:
+        print(f"evaluated {len(pairs)} pairs in {elapsed:.1f} s ({len(pairs) / max(elapsed, 1e-9):.1f} pairs/s); "
+              f"wrote {target}", file=sys.stderr)
+    if print_tables:
+        _print_tables(target, record)
+    return target
+
+
+def _print_tables(target: Path, record: dict) -> None:
+    """The per-class, fairness and image-level tables, as ``run`` prints them."""
+    from fairseg_bench.runner import print_tables
+
+    print_tables([target], reference=record["method"])
