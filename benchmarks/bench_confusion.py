@@ -84,7 +84,7 @@ CLOCK = timeit.default_timer
 def time_rounds(methods: dict, n_maps: int, repeats: int) -> dict:
     """Median seconds per map of each method, rounds interleaved."""
     results = {name: [] for name in methods}
-    for name, fn in methods.items():  # warm-up (allocations, lazy caches)
+    for _name, fn in methods.items():  # warm-up (allocations, lazy caches)
         fn(0)
     for _ in range(repeats):
         for name, fn in methods.items():
@@ -197,7 +197,8 @@ def main() -> None:
             ratio2 = seconds / table["clone(target)+clone(pred)"]
             print(f"  {name:46s} {seconds * 1e3:8.3f} {ratio1:16.1f} {ratio2:14.1f}")
         print()
-    print(f"CM ({k}x{k}) -> per-class IoU, mIoU, accuracies, every fairness number: {fairness_time(k, args.repeats) * 1e3:.3f} ms")
+    print(f"CM ({k}x{k}) -> per-class IoU, mIoU, accuracies, every fairness number: "
+          f"{fairness_time(k, args.repeats) * 1e3:.3f} ms")
 
 
 if __name__ == "__main__":

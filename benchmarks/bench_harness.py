@@ -101,9 +101,10 @@ def main() -> None:
     mcce = build_loss("mcce", num_classes=ds.num_classes)
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            timers = [lambda: bare_round(ds, args.steps, args.batch_size, r),
-                      lambda: bare_round(ds, args.steps, args.batch_size, r, mcce),
-                      lambda: harness_round(ds, args.steps, args.batch_size, r, args.checkpoint_every, Path(tmp))]
+            timers = [lambda r=r: bare_round(ds, args.steps, args.batch_size, r),
+                      lambda r=r: bare_round(ds, args.steps, args.batch_size, r, mcce),
+                      lambda r=r: harness_round(ds, args.steps, args.batch_size, r, args.checkpoint_every,
+                                                 Path(tmp))]
             order = range(3) if r % 2 == 0 else reversed(range(3))  # alternate who goes first
             for i in order:
                 list(rounds.values())[i].append(timers[i]())

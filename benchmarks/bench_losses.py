@@ -139,7 +139,8 @@ def main() -> None:
     parser.add_argument("--shape", type=parse_shape, default=(8, 19, 512, 1024), help="N,C,H,W (default 8,19,512,1024)")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds (default 7)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
-    parser.add_argument("--losses", default=None, help="loss specs separated by ';' (default: every registered loss and a few variants)")
+    parser.add_argument("--losses", default=None,
+                        help="loss specs separated by ';' (default: every registered loss and a few variants)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall time, or process CPU time (summed over threads; steadier on a loaded machine)")
     parser.add_argument("--naive", action="store_true", help="also time a per-class loop and a one-hot class-level TCE")

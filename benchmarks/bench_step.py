@@ -69,7 +69,8 @@ def timed(step: Step, n: int) -> tuple[float, float]:
 
 
 def profile(steps: dict[str, Step], rows: int) -> None:
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     for name, step in steps.items():
         step(1)  # warm

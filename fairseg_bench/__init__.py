@@ -7,16 +7,19 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time the names load lazily below
-    from fairseg_bench.core.balanced import ClassBalancedCrossEntropyLoss, LogitAdjustedCrossEntropyLoss
-    from fairseg_bench.core.class_index import ClassIndex
-    from fairseg_bench.core.confusion import ConfusionMatrix
-    from fairseg_bench.core.dice import DiceCrossEntropyLoss, DiceLoss
-    from fairseg_bench.core.fairness import fairness_metrics
-    from fairseg_bench.core.losses import FocalLoss, TiltedCrossEntropy
-    from fairseg_bench.core.lovasz import LovaszSoftmaxLoss
-    from fairseg_bench.core.ohem import OhemCrossEntropyLoss
-    from fairseg_bench.core.sampling import StochasticTCESampler
-    from fairseg_bench.loss_specs import build_loss
+    from fairseg_bench.core.balanced import ClassBalancedCrossEntropyLoss as ClassBalancedCrossEntropyLoss
+    from fairseg_bench.core.balanced import LogitAdjustedCrossEntropyLoss as LogitAdjustedCrossEntropyLoss
+    from fairseg_bench.core.class_index import ClassIndex as ClassIndex
+    from fairseg_bench.core.confusion import ConfusionMatrix as ConfusionMatrix
+    from fairseg_bench.core.dice import DiceCrossEntropyLoss as DiceCrossEntropyLoss
+    from fairseg_bench.core.dice import DiceLoss as DiceLoss
+    from fairseg_bench.core.fairness import fairness_metrics as fairness_metrics
+    from fairseg_bench.core.losses import FocalLoss as FocalLoss
+    from fairseg_bench.core.losses import TiltedCrossEntropy as TiltedCrossEntropy
+    from fairseg_bench.core.lovasz import LovaszSoftmaxLoss as LovaszSoftmaxLoss
+    from fairseg_bench.core.ohem import OhemCrossEntropyLoss as OhemCrossEntropyLoss
+    from fairseg_bench.core.sampling import StochasticTCESampler as StochasticTCESampler
+    from fairseg_bench.loss_specs import build_loss as build_loss
 
 # The one version source: pyproject.toml reads it (setuptools' dynamic metadata).
 __version__ = "0.1.0"

@@ -199,7 +199,7 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
-    def override(self, **options) -> "ExperimentConfig":
+    def override(self, **options) -> ExperimentConfig:
         """Apply command-line overrides (None = keep): losses, seeds, data_root, out, device,
         iters, batch_size, quiet, and ``launcher`` (a mapping merged into that section)."""
         options = {k: v for k, v in options.items() if v is not None}

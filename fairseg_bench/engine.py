@@ -23,8 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from fairseg_bench.errors import UserError
 from fairseg_bench.atomic import write_atomic
+from fairseg_bench.errors import UserError
 
 
 class NonFiniteLoss(UserError):

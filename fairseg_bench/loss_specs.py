@@ -320,7 +320,8 @@ def _split_item(text: str, item: str) -> tuple[str, str]:
     key, eq, value = item.partition("=")
     key, value = key.strip(), value.strip()
     if not eq or not key or not value:
-        raise UserError(f"malformed loss spec {text!r}: expected name[:key=value,...], e.g. 'tce:t=1'; valid: {_choices()}")
+        raise UserError(
+            f"malformed loss spec {text!r}: expected name[:key=value,...], e.g. 'tce:t=1'; valid: {_choices()}")
     return key, value
 
 

@@ -64,7 +64,8 @@ class DeepLabV3PlusHead(nn.Module):
 
         self.aspp = ASPP(high_channels, list(atrous_rates), channels)
         self.project = nn.Sequential(
-            nn.Conv2d(low_channels, low_projection, 1, bias=False), nn.BatchNorm2d(low_projection), nn.ReLU(inplace=True))
+            nn.Conv2d(low_channels, low_projection, 1, bias=False), nn.BatchNorm2d(low_projection),
+            nn.ReLU(inplace=True))
         self.fuse = nn.Sequential(
             nn.Conv2d(channels + low_projection, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
@@ -91,8 +92,10 @@ class DeepLabV3Plus(nn.Module):
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True))
 
 
 class SmallUNet(nn.Module):

@@ -41,9 +41,8 @@ from torch.utils.data import DataLoader, Subset
 from fairseg_bench import __version__, engine
 from fairseg_bench.config import ExperimentConfig, LauncherConfig, config_hash, dump_config, load_config
 from fairseg_bench.errors import UserError
+from fairseg_bench.results import METRICS_FILE, SCHEMA_VERSION, read_metrics, write_atomic, write_json_atomic
 from fairseg_bench.run_status import LOCK, lock_holder_alive, lock_text, write_status
-from fairseg_bench.results import (METRICS_FILE, SCHEMA_VERSION, read_metrics, write_atomic,
-                                   write_json_atomic)
 
 CHECKPOINT = "last.pt"
 

@@ -61,10 +61,12 @@ def write_run(root: Path, method: str, seed: int, *, experiment: str = "quick", 
         "sampler": {"name": "tce", "draw_histogram": draws, "final_weights": weights} if sampler else None,
         "timing": {"wall_time_s": 1.0, "train_images_per_s": 10.0, "eval_images_per_s": 20.0},
         "environment": {"fairseg_bench": "0.1.0", "torch": "x", "python": "3", "device": "cpu", "git_commit": None},
-        "palette": PALETTE[:k] if k <= len(PALETTE) else [[(37 * i) % 256, (91 * i) % 256, (53 * i) % 256] for i in range(k)],
+        "palette": (PALETTE[:k] if k <= len(PALETTE)
+                    else [[(37 * i) % 256, (91 * i) % 256, (53 * i) % 256] for i in range(k)]),
     })
     write_atomic(folder / "config.yaml", f"experiment: {experiment}\nloss: {method}\nseed: {seed}\nsteps: {steps}\n")
-    lines = ["step,lr,loss,grad_norm,images_per_s" + (",drawn_class," + ",".join(f"w_{c}" for c in classes) if sampler else "")]
+    lines = ["step,lr,loss,grad_norm,images_per_s"
+             + (",drawn_class," + ",".join(f"w_{c}" for c in classes) if sampler else "")]
     for step in range(1, steps + 1):
         row = f"{step},{0.01 * (1 - step / (steps + 1)):.6f},{2.0 / step + 0.1 * rng.random():.6f},1.0,50.0"
         if sampler:

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from cli_helpers import call_main as cli
 from cli_helpers import fairseg
+
 from fairseg_bench.config import config_hash, load_config
 from fairseg_bench.data import build_dataset
 from fairseg_bench.results import load_runs, read_metrics
@@ -107,7 +107,8 @@ def test_history_and_samples(tiny):
     assert mcce["lr"].iloc[0] == pytest.approx(0.002) and mcce["lr"].is_monotonic_decreasing
     tce = pd.read_csv(exp / "tce-t1-s0" / "history.csv")
     weights = tce[[f"w_{c}" for c in read_metrics(exp / "tce-t1-s0").classes]]
-    assert len(tce) == ITERS and list(tce.columns[:6]) == ["step", "lr", "loss", "grad_norm", "images_per_s", "drawn_class"]
+    assert len(tce) == ITERS
+    assert list(tce.columns[:6]) == ["step", "lr", "loss", "grad_norm", "images_per_s", "drawn_class"]
     assert np.allclose(weights.sum(axis=1), 1.0)
     drawn = np.bincount(tce["drawn_class"], minlength=K)
     assert np.array_equal(drawn, read_metrics(exp / "tce-t1-s0").data["sampler"]["draw_histogram"])
@@ -218,7 +219,8 @@ def _kill_after_checkpoint(cmd, run_dir: Path, timeout=120):
 ])
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, loss, label):
     config = tmp_path / "resume.yaml"
-    config.write_text(TINY.replace(f"iters: {ITERS}", "iters: 40").replace("checkpoint_every: 2", "checkpoint_every: 4"))
+    config.write_text(
+        TINY.replace(f"iters: {ITERS}", "iters: 40").replace("checkpoint_every: 2", "checkpoint_every: 4"))
     straight = fairseg("train", "-c", config, "--loss", loss, "--out", tmp_path / "a", "--quiet")
     assert straight.returncode == 0, straight.stderr
     run_dir = tmp_path / "b" / "resume" / f"{label}-s0"

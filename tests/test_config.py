@@ -6,8 +6,15 @@ import json
 import pytest
 import yaml
 
-from fairseg_bench.config import (PRESET_DIR, ExperimentConfig, config_from_dict, config_hash, dump_config,
-                                  load_config, resolve_config_path)
+from fairseg_bench.config import (
+    PRESET_DIR,
+    ExperimentConfig,
+    config_from_dict,
+    config_hash,
+    dump_config,
+    load_config,
+    resolve_config_path,
+)
 from fairseg_bench.errors import UserError
 
 PRESETS = sorted(PRESET_DIR.glob("*.yaml"))

@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fairseg_bench import engine
-from fairseg_bench.core.sampling import StochasticTCESampler, UniformBatchSampler
 from fairseg_bench.core.class_index import ClassIndex
+from fairseg_bench.core.sampling import StochasticTCESampler, UniformBatchSampler
 
 K, H, W = 3, 8, 12
 
@@ -89,7 +89,8 @@ def test_poly_schedule_matches_formula():
     assert sched.get_last_lr()[0] == 0.0
 
 
-@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+@pytest.mark.parametrize("name, cls",
+                         [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
 def test_build_optimizer(name, cls):
     opt = engine.build_optimizer(tiny_model(), name, 0.1, momentum=0.8, weight_decay=0.01)
     assert isinstance(opt, cls) and opt.defaults["lr"] == 0.1 and opt.defaults["weight_decay"] == 0.01
@@ -105,7 +106,8 @@ def test_checkpoint_round_trip_is_weights_only(tmp_path):
     torch.load(path, weights_only=True)  # no arbitrary objects inside
     back = engine.load_checkpoint(path)
     assert back["step"] == 3 and back["nested"][0]["x"] == 2.5
-    assert isinstance(back["arr"], np.ndarray) and back["arr"].dtype == np.int32 and back["arr"].tolist() == [0, 1, 2, 3, 4]
+    assert isinstance(back["arr"], np.ndarray) and back["arr"].dtype == np.int32
+    assert back["arr"].tolist() == [0, 1, 2, 3, 4]
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 

@@ -37,7 +37,8 @@ def coherent_maps(n, k, size=(24, 40), block=4, seed=0, absent=()):
 def test_per_class_iou_matches_sklearn_jaccard():
     pred, target = coherent_maps(3, 19)
     keep = (target != 255).numpy().ravel()
-    expected = jaccard_score(target.numpy().ravel()[keep], pred.numpy().ravel()[keep], labels=list(range(19)), average=None)
+    expected = jaccard_score(target.numpy().ravel()[keep], pred.numpy().ravel()[keep], labels=list(range(19)),
+                             average=None)
     iou = per_class_iou(confusion_matrix(pred, target, 19))
     np.testing.assert_allclose(iou, expected, rtol=0, atol=1e-15)
 
@@ -57,7 +58,8 @@ def test_absent_class_is_nan_and_left_out_of_every_mean():
     assert fairness_metrics(iou)["miou"] == pytest.approx(mean_iou(cm), abs=1e-15)
     keep = (target != 255).numpy().ravel()
     with pytest.warns(Warning):
-        sk = jaccard_score(target.numpy().ravel()[keep], pred.numpy().ravel()[keep], labels=list(range(6)), average=None)
+        sk = jaccard_score(target.numpy().ravel()[keep], pred.numpy().ravel()[keep], labels=list(range(6)),
+                           average=None)
     assert sk[4] == 0.0
     assert sk.mean() == pytest.approx(mean_iou(cm) * 5 / 6, abs=1e-12)
 

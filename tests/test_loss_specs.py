@@ -56,7 +56,8 @@ def test_registry_names():
         ("focal:gamma=1", core.FocalLoss, {"gamma": 1.0}),
         ("tce-image:t=0.5", core.TiltedCrossEntropy, {"t": 0.5, "level": "image"}),
         ("tce-class:t=-2", core.TiltedCrossEntropy, {"t": -2.0, "level": "class"}),
-        ("tce-online:t=3,gamma=0.5", core.OnlineTiltedCrossEntropy, {"t": 3.0, "gamma": 0.5, "num_classes": NUM_CLASSES}),
+        ("tce-online:t=3,gamma=0.5", core.OnlineTiltedCrossEntropy,
+         {"t": 3.0, "gamma": 0.5, "num_classes": NUM_CLASSES}),
         ("wce", core.WeightedCrossEntropyLoss, {}),
         ("tce:estimate=class", core.CrossEntropyLoss, {"track_class_stats": True}),
         ("tce", core.CrossEntropyLoss, {"track_class_stats": False}),
@@ -183,7 +184,9 @@ def test_labels_are_deterministic_and_distinct():
 
 
 @pytest.mark.parametrize(
-    "value, text", [(0.1, "0.1"), (1.0, "1"), (1e-5, "1e-05"), (2.5, "2.5"), (-2.0, "-2"), (1e20, "1e20"), (100000.0, "100000"), (10, "10")]
+    "value, text",
+    [(0.1, "0.1"), (1.0, "1"), (1e-5, "1e-05"), (2.5, "2.5"), (-2.0, "-2"), (1e20, "1e20"), (100000.0, "100000"),
+     (10, "10")],
 )
 def test_format_number(value, text):
     assert format_number(value) == text
@@ -281,6 +284,7 @@ def test_parsing_needs_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, fairseg_bench.loss_specs as l; l.parse_loss_spec('tce:t=0.1').label; print('torch' in sys.modules)"
+    code = ("import sys, fairseg_bench.loss_specs as l; l.parse_loss_spec('tce:t=0.1').label; "
+            "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -77,7 +77,8 @@ def ref_class_losses(pixels):
 
 
 def ref_class_tce(logits, target, t):
-    per_image = [ref_tilt(list(ref_class_losses(px).values()), t) for px in ref_pixel_ces(logits, target).values() if px]
+    per_image = [ref_tilt(list(ref_class_losses(px).values()), t)
+                 for px in ref_pixel_ces(logits, target).values() if px]
     return sum(per_image) / len(per_image)
 
 
@@ -140,7 +141,8 @@ def test_inverse_frequency_weights_hand_computed():
     assert got.tolist() == pytest.approx([2.0, 2 / 3, 0.0, 1 / 3], rel=1e-6)
     assert got.dtype == torch.float32
     alpha_sum = L.focal_alpha([10, 30, 0, 60], "sum")
-    assert alpha_sum.sum().item() == pytest.approx(1.0) and alpha_sum.tolist() == pytest.approx([2 / 3, 2 / 9, 0.0, 1 / 9], rel=1e-6)
+    assert alpha_sum.sum().item() == pytest.approx(1.0)
+    assert alpha_sum.tolist() == pytest.approx([2 / 3, 2 / 9, 0.0, 1 / 9], rel=1e-6)
 
 
 def test_weighted_ce_matches_reference():
@@ -181,8 +183,10 @@ def test_class_tce_matches_eq3(t, seed):
 def test_float32_inputs_match_float64_reference():
     logits, target = make_batch(6, dtype=torch.float32)
     for t in (-1.0, 0.5):
-        assert L.image_tilted_cross_entropy(logits, target, t).item() == pytest.approx(ref_image_tce(logits, target, t), rel=1e-5)
-        assert L.class_tilted_cross_entropy(logits, target, t).item() == pytest.approx(ref_class_tce(logits, target, t), rel=1e-5)
+        assert L.image_tilted_cross_entropy(logits, target, t).item() == pytest.approx(
+            ref_image_tce(logits, target, t), rel=1e-5)
+        assert L.class_tilted_cross_entropy(logits, target, t).item() == pytest.approx(
+            ref_class_tce(logits, target, t), rel=1e-5)
     assert L.focal_loss(logits, target).item() == pytest.approx(ref_focal(logits, target, 2.0), rel=1e-5)
 
 
@@ -231,7 +235,8 @@ def test_online_tce_at_t0_is_class_balanced_ce():
     logits, target = make_batch(7)
     pixels = [p for px in ref_pixel_ces(logits, target).values() for p in px]
     means = list(ref_class_losses(pixels).values())
-    assert L.OnlineTiltedCrossEntropy(5, t=0.0)(logits, target).item() == pytest.approx(sum(means) / len(means), rel=1e-12)
+    assert L.OnlineTiltedCrossEntropy(5, t=0.0)(logits, target).item() == pytest.approx(
+        sum(means) / len(means), rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -283,7 +288,8 @@ def test_tilt_zero_limit_is_mcce():
         assert L.tilted_cross_entropy(logits, target, 1e-7, level).item() == pytest.approx(at_zero, rel=1e-12)
         for t in (1e-5, -1e-5):
             assert L.tilted_cross_entropy(logits, target, t, level).item() == pytest.approx(at_zero, rel=1e-4)
-    assert L.tilted_cross_entropy(logits, target, 0.0, "image").item() != pytest.approx(L.mcce(logits, target).item(), rel=1e-6)
+    assert L.tilted_cross_entropy(logits, target, 0.0, "image").item() != pytest.approx(
+        L.mcce(logits, target).item(), rel=1e-6)
 
 
 def test_large_tilt_approaches_worst_and_best_image():
@@ -294,7 +300,8 @@ def test_large_tilt_approaches_worst_and_best_image():
     slack = math.log(4) / 400 + 1e-12
     assert worst - slack <= L.image_tilted_cross_entropy(logits, target, 400.0).item() <= worst
     assert best <= L.image_tilted_cross_entropy(logits, target, -400.0).item() <= best + slack
-    assert L.image_tilted_cross_entropy(logits, target, 400.0).item() > L.image_tilted_cross_entropy(logits, target, 1.0).item()
+    assert (L.image_tilted_cross_entropy(logits, target, 400.0).item()
+            > L.image_tilted_cross_entropy(logits, target, 1.0).item())
 
 
 @pytest.mark.parametrize("name", ["tce-image", "tce-class", "tce-online"])
@@ -303,7 +310,8 @@ def test_no_overflow_at_t_times_loss_1e3(name, t):
     logits, target = make_batch(14, dtype=torch.float32)
     logits = (logits * 8).requires_grad_(True)  # CE of order 10 -> t*L of order 1e3
     assert L.mcce(logits, target).item() * abs(t) > 500
-    build = {"tce-image": lambda: L.TiltedCrossEntropy(t, "image"), "tce-class": lambda: L.TiltedCrossEntropy(t, "class"),
+    build = {"tce-image": lambda: L.TiltedCrossEntropy(t, "image"),
+             "tce-class": lambda: L.TiltedCrossEntropy(t, "class"),
              "tce-online": lambda: L.OnlineTiltedCrossEntropy(5, t=t)}[name]
     loss = build()(logits, target)
     loss.backward()
@@ -354,7 +362,8 @@ def test_focal_gradient_finite_on_confident_pixels_below_gamma_one():
 
 def test_half_precision_and_autocast_compute_in_float32():
     logits, target = make_batch(18, dtype=torch.float32)
-    for fn in (lambda x: L.class_tilted_cross_entropy(x, target, 1.0), lambda x: L.image_tilted_cross_entropy(x, target, -1.0),
+    for fn in (lambda x: L.class_tilted_cross_entropy(x, target, 1.0),
+               lambda x: L.image_tilted_cross_entropy(x, target, -1.0),
                lambda x: L.focal_loss(x, target), lambda x: L.mcce(x, target)):
         full = fn(logits)
         half = fn(logits.to(torch.bfloat16))
@@ -378,7 +387,8 @@ def test_other_ignore_index(ignore_index):
     per_image = [ref_tilt(list(ref_class_losses(px).values()), 1.0) for px in reference.values() if px]
     weight = torch.tensor([0.5, 2.0, 1.0, 0.25, 1.25], dtype=torch.float64)
     pixels = [p for px in reference.values() for p in px]
-    assert L.class_tilted_cross_entropy(logits, other, 1.0, ignore_index).item() == pytest.approx(sum(per_image) / len(per_image), rel=1e-12)
+    assert L.class_tilted_cross_entropy(logits, other, 1.0, ignore_index).item() == pytest.approx(
+        sum(per_image) / len(per_image), rel=1e-12)
     assert L.weighted_cross_entropy(logits, other, weight, ignore_index).item() == pytest.approx(
         sum(weight[y].item() * ce for y, ce in pixels) / sum(weight[y].item() for y, _ in pixels), rel=1e-12)
     assert L.focal_loss(logits, other, 2.0, ignore_index=ignore_index).item() == pytest.approx(

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_cli_run import TINY
 
 from fairseg_bench.results import read_metrics
-from test_cli_run import TINY
 
 ITERS = 12
 CONFIG = (TINY.replace("[mcce, tce]", "[tce]").replace("iters: 6", f"iters: {ITERS}")
@@ -118,7 +118,8 @@ def _kill_at_random_points(config: Path, out: Path, delays: list[float]) -> None
     run_dir = out / "crash" / LABEL
     for delay in delays:
         start = time.monotonic()
-        kill_when(command(config, out), lambda: time.monotonic() - start > delay, write_delay=0.1)
+        kill_when(command(config, out), lambda start=start, delay=delay: time.monotonic() - start > delay,
+                  write_delay=0.1)
         assert_trusted_files_valid(run_dir)
 
 
@@ -159,7 +160,8 @@ def test_truncated_metrics_json_is_reported_and_recomputed(reference, tmp_path):
     (run_dir / "metrics.json").write_bytes((expected / "metrics.json").read_bytes()[:500])
     out = run(command(config, tmp_path / "runs"))
     assert out.returncode == 0, out.stderr
-    assert "metrics.json: not valid JSON (truncated or corrupt?)" in out.stderr and "not counted as finished" in out.stderr
+    assert "metrics.json: not valid JSON (truncated or corrupt?)" in out.stderr
+    assert "not counted as finished" in out.stderr
     assert f"resuming from step {ITERS}" in out.stderr  # evaluated again from the final checkpoint
     same_results(expected, run_dir)
 

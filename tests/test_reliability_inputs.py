@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cli_helpers import call_main, fairseg
 from fake_datasets import write_cityscapes, write_voc
+from PIL import Image
 from test_cli_run import TINY
 
 MCCE_ONLY = TINY.replace("[mcce, tce]", "[mcce]")
@@ -141,7 +140,8 @@ CASES = {
     # run: YAML types, ranges and shapes
     "yaml not a mapping": (lambda b: ["run", "-c", b.yaml("list", "- mcce\n- focal\n")], "must be a mapping"),
     "yaml section not a mapping": (lambda b: ["run", "-c", b.yaml("section", "train: 5\n")], "train must be a mapping"),
-    "yaml unknown key": (lambda b: ["run", "-c", b.yaml("key", "train: {iterations: 5}\n")], "unknown key train.iterations"),
+    "yaml unknown key": (lambda b: ["run", "-c", b.yaml("key", "train: {iterations: 5}\n")],
+                         "unknown key train.iterations"),
     "yaml negative lr": (lambda b: ["run", "-c", b.yaml("lr", "optim: {lr: -0.1}\n")], "optim.lr must be a number > 0"),
     "yaml momentum above 1": (lambda b: ["run", "-c", b.yaml("mom", "optim: {momentum: 2}\n")], "optim.momentum"),
     "yaml bool for int": (lambda b: ["run", "-c", b.yaml("bool", "train: {batch_size: true}\n")], "train.batch_size"),
@@ -160,7 +160,8 @@ CASES = {
     "root half present": (lambda b: b.run_cityscapes("half", damage=lambda r: shutil.rmtree(r / "gtFine" / "val")),
                           "gtFine/val is missing"),
     "label outside class set": (lambda b: b.run_cityscapes(
-        "outside", labels={"train": {"aachen": [np.full((8, 8), 200, np.uint8)]}, "val": {"lindau": [np.full((8, 8), 7, np.uint8)]}}),
+        "outside", labels={"train": {"aachen": [np.full((8, 8), 200, np.uint8)]},
+                           "val": {"lindau": [np.full((8, 8), 7, np.uint8)]}}),
         "label values [200]"),
     "label png corrupted": (lambda b: b.run_cityscapes("badlabel", damage=_corrupt_first("*_labelIds.png")),
                             "_labelIds.png"),
@@ -169,7 +170,8 @@ CASES = {
     "image and label sizes differ": (lambda b: b.run_cityscapes("sizes", damage=_resize_first_image),
                                      "image size 10x6 differs from its label"),
     # train
-    "train unknown loss": (lambda b: ["train", "-c", b.config, "--loss", "nosuchloss", "--out", b.results], "unknown loss"),
+    "train unknown loss": (lambda b: ["train", "-c", b.config, "--loss", "nosuchloss", "--out", b.results],
+                           "unknown loss"),
     "train malformed spec": (lambda b: ["train", "-c", b.config, "--loss", "tce:t", "--out", b.results], "tce:t"),
     # evaluate
     "evaluate missing checkpoint": (lambda b: ["evaluate", "--checkpoint", b.root / "absent.pt"], "no such checkpoint"),
@@ -184,20 +186,25 @@ CASES = {
     "metrics empty csv": (lambda b: ["metrics", b.file("empty.csv", "")], "empty file"),
     "metrics nan everywhere": (lambda b: ["metrics", b.file("nan.csv", "method,a,b\nx,50,60\ny,nan,NaN\n")],
                                "method 'y' has no IoU value"),
-    "metrics nan in json confusion": (lambda b: ["metrics", b.file("cm.json", '{"x": {"confusion_matrix": [[1, NaN], [0, 2]]}}')],
+    "metrics nan in json confusion": (lambda b: ["metrics", b.file("cm.json",
+                                                                   '{"x": {"confusion_matrix": [[1, NaN], [0, 2]]}}')],
                                       "confusion matrix"),
-    "metrics truncated metrics.json": (lambda b: ["metrics", b.truncated_copy("trunc-metrics.json", b.run / "metrics.json")],
+    "metrics truncated metrics.json": (lambda b: ["metrics", b.truncated_copy("trunc-metrics.json",
+                                                                              b.run / "metrics.json")],
                                        "not valid JSON"),
     # report
     "report no runs": (lambda b: ["report", b.root / "cases", "--out", b.root / "rep"], "no "),
     "report truncated metrics.json": (lambda b: ["report", b.truncated_copy("tm/metrics.json", b.run / "metrics.json"),
                                                  "--out", b.root / "rep"], "not valid JSON"),
-    "report nan iou": (lambda b: ["report", _metrics_json(b, "nan-iou", lambda d: d["iou"].__setitem__(2, float("nan"))),
+    "report nan iou": (lambda b: ["report",
+                                  _metrics_json(b, "nan-iou", lambda d: d["iou"].__setitem__(2, float("nan"))),
                                   "--out", b.root / "rep"], "iou of class 'building' is nan"),
     "check iou above one": (lambda b: ["check", _metrics_json(b, "big-iou", lambda d: d["iou"].__setitem__(0, 1.5)),
-                                       "--baseline", b.root / "cases" / "new-baseline.json", "--update"], "iou of class 'road' is 1.5"),
+                                       "--baseline", b.root / "cases" / "new-baseline.json", "--update"],
+                            "iou of class 'road' is 1.5"),
     "report bad format": (lambda b: ["report", b.results, "--format", "pdf", "--out", b.root / "rep"], "pdf"),
-    "report unknown reference": (lambda b: ["report", b.results, "--reference", "nosuch", "--out", b.root / "rep"], "nosuch"),
+    "report unknown reference": (lambda b: ["report", b.results, "--reference", "nosuch", "--out", b.root / "rep"],
+                                 "nosuch"),
     # check
     "check truncated baseline": (lambda b: ["check", b.results, "--baseline", b.file("base.json", '{"kind": "fairseg')],
                                  "not valid JSON"),
@@ -205,11 +212,12 @@ CASES = {
     "check negative tolerance": (lambda b: ["check", b.results, "--baseline", b.file("b2.json", "{}"),
                                             "--tolerance", "worst=-1"], "worst"),
     # datasets
-    "datasets index missing root": (lambda b: ["datasets", "index", "--dataset", "cityscapes", "--root", b.root / "nothing",
-                                               "--cache", b.root / "cache"], "nothing"),
-    "datasets index bad label": (lambda b: ["datasets", "index", "--dataset", "voc", "--cache", b.root / "cache", "--root",
-                                            write_voc(b.root / "data" / "voc", {"train": [np.full((4, 4), 30, np.uint8)],
-                                                                                "val": [np.zeros((4, 4), np.uint8)]})],
+    "datasets index missing root": (lambda b: ["datasets", "index", "--dataset", "cityscapes",
+                                               "--root", b.root / "nothing", "--cache", b.root / "cache"], "nothing"),
+    "datasets index bad label": (lambda b: ["datasets", "index", "--dataset", "voc", "--cache", b.root / "cache",
+                                            "--root", write_voc(b.root / "data" / "voc",
+                                                                {"train": [np.full((4, 4), 30, np.uint8)],
+                                                                 "val": [np.zeros((4, 4), np.uint8)]})],
                                  "label values [30]"),
 }
 

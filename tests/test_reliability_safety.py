@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import fairseg_bench
 from cli_helpers import call_main as cli
 from test_cli_run import TINY
+
+import fairseg_bench
 
 PACKAGE = Path(fairseg_bench.__file__).parent
 MCCE_ONLY = TINY.replace("[mcce, tce]", "[mcce]")
@@ -135,7 +135,8 @@ def unsafe_calls(source: str) -> list[str]:
 
 
 def test_the_scan_finds_what_it_forbids():
-    snippet = ("eval('1')\nexec('x=1')\npickle.load(f)\nyaml.load(s)\ntorch.load(p)\ntorch.load(p, weights_only=False)\n"
+    snippet = ("eval('1')\nexec('x=1')\npickle.load(f)\nyaml.load(s)\ntorch.load(p)\n"
+               "torch.load(p, weights_only=False)\n"
                "np.load(p, allow_pickle=True)\nyaml.load(s, Loader=yaml.SafeLoader)\ntorch.load(p, weights_only=True)\n"
                "model.eval()\nnp.load(p)\n")
     assert [line.split(": ")[1] for line in unsafe_calls(snippet)] == [

@@ -220,7 +220,7 @@ def test_tce_draw_frequencies_match_frozen_weights():
     index = disjoint_index((3, 3, 3, 3, 3))
     sampler = StochasticTCESampler(index, 1, num_batches=100_000, t=1.5, gamma=0.5, floor=0.05, seed=11)
     iterator = iter(sampler)
-    for step in range(40):
+    for _step in range(40):
         c = class_of(next(iterator), index)
         sampler.update(0.2 + 0.5 * c)
     weights = sampler.weights
@@ -311,9 +311,10 @@ def run_sampler(sampler, index, steps, prefetch=0):
 
 
 SAMPLERS = {
-    "tce": lambda index, seed=0, **kw: StochasticTCESampler(index, 3, num_batches=40, t=1.0, gamma=0.3, seed=seed, **kw),
-    "tce-class": lambda index, seed=0, **kw: StochasticTCESampler(index, 3, num_batches=40, t=1.0, gamma=0.3, seed=seed,
-                                                                 estimate="class", **kw),
+    "tce": lambda index, seed=0, **kw: StochasticTCESampler(index, 3, num_batches=40, t=1.0, gamma=0.3, seed=seed,
+                                                           **kw),
+    "tce-class": lambda index, seed=0, **kw: StochasticTCESampler(index, 3, num_batches=40, t=1.0, gamma=0.3,
+                                                                 seed=seed, estimate="class", **kw),
     "rcs": lambda index, seed=0, **kw: RareClassSampler(index, 3, num_batches=40, temperature=0.2, seed=seed, **kw),
     "uniform": lambda index, seed=0, **kw: UniformBatchSampler(index.num_images, 3, num_batches=40, seed=seed, **kw),
 }

@@ -67,7 +67,8 @@ def test_gradient_is_softmax_weighted():
 @pytest.mark.parametrize("gamma", [0.05, 0.2, 1.0])
 def test_log_ema_update_matches_linear_update(gamma):
     state, value = 1.7, 0.4
-    got = log_ema_update(torch.tensor(math.log(state), dtype=torch.float64), torch.tensor(math.log(value), dtype=torch.float64), gamma)
+    got = log_ema_update(torch.tensor(math.log(state), dtype=torch.float64),
+                         torch.tensor(math.log(value), dtype=torch.float64), gamma)
     assert math.exp(got.item()) == pytest.approx((1 - gamma) * state + gamma * value, rel=1e-12)
 
 

@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from fairseg_bench.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, denormalize_image, eval_transforms,
-                                           normalize_image, train_transforms)
+from fairseg_bench.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    denormalize_image,
+    eval_transforms,
+    normalize_image,
+    train_transforms,
+)
 
 H, W, BLOCK = 96, 128, 16
 

@@ -33,7 +33,7 @@ class ClassIndex:
         object.__setattr__(self, "pixel_counts", counts.astype(np.int64, copy=False))
 
     @classmethod
-    def from_labels(cls, labels: Iterable, num_classes: int, ignore_index: int = 255) -> "ClassIndex":
+    def from_labels(cls, labels: Iterable, num_classes: int, ignore_index: int = 255) -> ClassIndex:
         """Build from label maps (arrays or tensors of class ids, ``ignore_index`` skipped).
 
         A value outside ``[0, num_classes)`` other than ``ignore_index`` is an error.

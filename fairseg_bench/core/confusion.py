@@ -399,7 +399,8 @@ class ConfusionMatrix:
         return self
 
     def __repr__(self) -> str:
-        return f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, device={self.device})"
+        return (f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
+                f"device={self.device})")
 
 
 def confusion_matrix(

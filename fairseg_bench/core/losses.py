@@ -93,7 +93,8 @@ def _check_shapes(logits: Tensor, target: Tensor) -> None:
         raise ValueError(f"target must be int64 (torch.long), got {target.dtype}")
     n, c, h, w = logits.shape
     if tuple(target.shape) != (n, h, w):
-        raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}; expected {(n, h, w)}")
+        raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}; "
+                         f"expected {(n, h, w)}")
     if c < 1:
         raise ValueError("logits have no class channel (C = 0)")
 
@@ -140,7 +141,8 @@ def _check_ema_rate(gamma: float) -> float:
 
 def _check_class_vector(values, num_classes: int, what: str) -> None:
     if values.ndim != 1 or values.shape[0] != num_classes:
-        raise ValueError(f"{what} must have shape ({num_classes},) for {num_classes} classes, got {tuple(values.shape)}")
+        raise ValueError(f"{what} must have shape ({num_classes},) for {num_classes} classes, "
+                         f"got {tuple(values.shape)}")
 
 
 # ------------------------------------------------------------------------------ per pixel
@@ -156,7 +158,9 @@ def _full_precision(logits: Tensor) -> Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
-def _cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, reduction: str, weight: Tensor | None = None) -> Tensor:
+def _cross_entropy(
+    logits: Tensor, target: Tensor, ignore_index: int, reduction: str, weight: Tensor | None = None
+) -> Tensor:
     logits = _full_precision(logits)
     with torch.autocast(logits.device.type, enabled=False):
         return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
@@ -466,7 +470,9 @@ def class_tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, ignore_
         return _mean_over_rows(per_image, has_any)
 
 
-def tilted_cross_entropy(logits: Tensor, target: Tensor, t: float, level: str = "image", ignore_index: int = 255) -> Tensor:
+def tilted_cross_entropy(
+    logits: Tensor, target: Tensor, t: float, level: str = "image", ignore_index: int = 255
+) -> Tensor:
     """Tilted CE at ``level`` ``"image"`` (eq. 2) or ``"class"`` (eq. 3).
 
     Shape:
@@ -570,7 +576,7 @@ class WeightedCrossEntropyLoss(_SegmentationLoss):
         self.register_buffer("weight", weight)
 
     @classmethod
-    def from_class_pixel_counts(cls, class_pixel_counts, ignore_index: int = 255) -> "WeightedCrossEntropyLoss":
+    def from_class_pixel_counts(cls, class_pixel_counts, ignore_index: int = 255) -> WeightedCrossEntropyLoss:
         """Inverse-frequency weights, mean 1 over the classes seen in training."""
         return cls(inverse_frequency_weights(class_pixel_counts), ignore_index)
 

@@ -76,8 +76,8 @@ import bisect
 import math
 import warnings
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -50,7 +50,7 @@ class DatasetInfo:
         """The problem with ``root`` as one line, or None if it looks valid (always None when no root is needed)."""
         if not self.needs_root:
             return None
-        check: Callable = getattr(self._module(), "check_root")
+        check: Callable = self._module().check_root
         return check(root)
 
 

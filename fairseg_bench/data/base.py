@@ -84,7 +84,8 @@ class FileSegmentationDataset(torch.utils.data.Dataset):
                 raise UserError(f"{self.labels[index]}: expected a single-channel label PNG, got mode {img.mode}")
             raw = np.asarray(img)
         if raw.max(initial=0) > 255:
-            raise UserError(f"{self.labels[index]}: label value {int(raw.max())} does not fit the {self.name} label set")
+            raise UserError(
+                f"{self.labels[index]}: label value {int(raw.max())} does not fit the {self.name} label set")
         return raw.astype(np.uint8, copy=False)
 
     def label(self, index: int) -> np.ndarray:

@@ -242,7 +242,8 @@ def _draw_truck(cv: _Canvas, horizon: int, w: int):
     cv.rect(TRUCK, bottom - height, bottom - 0.08 * height, box_x0, box_x0 + width - cab_w, _vehicle_colour(rng))
     cab = _vehicle_colour(rng)
     cv.rect(TRUCK, bottom - 0.62 * height, bottom - 0.08 * height, cab_x0, cab_x0 + cab_w, cab)
-    cv.rect(TRUCK, bottom - 0.55 * height, bottom - 0.38 * height, cab_x0 + 0.15 * cab_w, cab_x0 + 0.85 * cab_w, _WINDOW)
+    cv.rect(TRUCK, bottom - 0.55 * height, bottom - 0.38 * height, cab_x0 + 0.15 * cab_w, cab_x0 + 0.85 * cab_w,
+            _WINDOW)
     for wx in (x0 + 0.15 * width, x0 + 0.5 * width, x0 + 0.85 * width):
         cv.ellipse(TRUCK, bottom - 0.06 * height, wx, 0.08 * height, 0.06 * width, _TYRE)
 
