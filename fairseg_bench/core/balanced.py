@@ -190,6 +190,8 @@ class ClassBalancedCrossEntropyLoss(_SegmentationLoss):
         Cui et al., CVPR 2019.
     """
 
+    weight: Tensor  # buffer, declared for type checkers
+
     def __init__(self, weight: Sequence[float] | Tensor, ignore_index: int = 255):
         super().__init__(ignore_index)
         weight = _vector(weight, "weight")
@@ -219,6 +221,8 @@ class LogitAdjustedCrossEntropyLoss(_SegmentationLoss):
     Reference:
         Menon et al., ICLR 2021.
     """
+
+    adjustment: Tensor  # buffer, declared for type checkers
 
     def __init__(self, adjustment: Sequence[float] | Tensor, ignore_index: int = 255):
         super().__init__(ignore_index)
