@@ -23,6 +23,7 @@ run: $(STAMP)
 	$(VENV)/bin/fairseg-bench run --losses mcce,focal,tce --jobs 2  # two single-thread runs at once
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check fairseg_bench tests benchmarks
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --doctest-modules fairseg_bench/core
 

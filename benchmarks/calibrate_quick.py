@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import torch
-from fairseg_bench.losses import build_loss
 
 from fairseg_bench import engine
 from fairseg_bench.data import build_dataset
+from fairseg_bench.loss_specs import build_loss
 from fairseg_bench.models import build_model
 
 CL = torch.channels_last

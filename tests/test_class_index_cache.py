@@ -5,13 +5,14 @@ import os
 
 import numpy as np
 import pytest
-from fake_datasets import write_cityscapes
 from PIL import Image
 
 import fairseg_bench.data.index as index_module
 from fairseg_bench.data import build_dataset
 from fairseg_bench.data.index import build_class_index, cache_key, cache_path
 from fairseg_bench.errors import UserError
+
+from fake_datasets import write_cityscapes
 
 
 def brute_force_counts(dataset) -> np.ndarray:

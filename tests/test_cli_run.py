@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import call_main as cli
-from cli_helpers import fairseg
 
 from fairseg_bench.config import config_hash, load_config
 from fairseg_bench.data import build_dataset
 from fairseg_bench.results import load_runs, read_metrics
+
+from cli_helpers import call_main as cli
+from cli_helpers import fairseg
 
 ITERS, BATCH, K = 6, 4, 19
 TINY = f"""

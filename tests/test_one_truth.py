@@ -7,10 +7,11 @@ import math
 
 import pandas as pd
 import pytest
-from cli_helpers import call_main, fairseg
 
 from fairseg_bench.report.tables import format_number
 from fairseg_bench.results.summary import FAIRNESS_KEYS
+
+from cli_helpers import call_main, fairseg
 
 TINY = """
 losses: [mcce, tce]

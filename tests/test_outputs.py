@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cli_helpers import call_main
 from report_synthetic import write_experiment
 

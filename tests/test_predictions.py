@@ -5,12 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import call_main as cli
-from fake_datasets import write_ade20k, write_cityscapes, write_voc
 from PIL import Image
 
 from fairseg_bench.data.label_sets import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID
 from fairseg_bench.results import read_metrics
+
+from cli_helpers import call_main as cli
+from fake_datasets import write_ade20k, write_cityscapes, write_voc
 
 SHAPE = (24, 40)
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_cli_run import TINY
 
 from fairseg_bench.results import read_metrics
+
+from test_cli_run import TINY
 
 ITERS = 12
 CONFIG = (TINY.replace("[mcce, tce]", "[tce]").replace("iters: 6", f"iters: {ITERS}")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from cli_helpers import call_main, fairseg
 from fake_datasets import write_cityscapes, write_voc
-from PIL import Image
 from test_cli_run import TINY
 
 MCCE_ONLY = TINY.replace("[mcce, tce]", "[mcce]")

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import call_main as cli
-from test_cli_run import TINY
 
 from fairseg_bench.core.class_index import ClassIndex
 from fairseg_bench.loss_specs import build_sampler
 from fairseg_bench.results import read_metrics
+
+from cli_helpers import call_main as cli
+from test_cli_run import TINY
 
 NAN_AT = 5
 

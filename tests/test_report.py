@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_synthetic import CLASSES, write_experiment, write_run
 
 from fairseg_bench.cli import main
 from fairseg_bench.report import build_report
+
+from report_synthetic import CLASSES, write_experiment, write_run
 
 METHODS = ("mcce", "focal", "tce")
 SEEDS = (0, 1)
