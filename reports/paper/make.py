@@ -10,18 +10,22 @@ which is the same as
     fairseg-bench report reports/paper/paper_table1.csv --reference MCCE \\
         --sota reports/paper/paper_sota.csv --out reports/paper
 """
+import os
 from pathlib import Path
 
 from fairseg_bench.report import build_report
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 
 def main() -> None:
     """Write the paper's tables, figures and index.html next to this script."""
-    written = build_report([HERE / "paper_table1.csv"], reference="MCCE", out=HERE,
-                           sota_csv=HERE / "paper_sota.csv")
-    print(f"wrote {len(written)} files under {HERE}")
+    os.chdir(ROOT)  # the report lists its inputs as given: paths relative to the repository
+    here = HERE.relative_to(ROOT)
+    written = build_report([here / "paper_table1.csv"], reference="MCCE", out=here,
+                           sota_csv=here / "paper_sota.csv")
+    print(f"wrote {len(written)} files under {here}")
 
 
 if __name__ == "__main__":
