@@ -20,7 +20,7 @@ $(DOCS_STAMP): $(STAMP)
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/fairseg-bench run --losses mcce,focal,tce --jobs 2  # two single-thread runs at once
+	$(VENV)/bin/fairseg-bench run --losses mcce,focal,tce --jobs 3  # one single-thread process per loss
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check fairseg_bench tests benchmarks
