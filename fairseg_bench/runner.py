@@ -12,7 +12,7 @@ a new iterator does not move the global RNG. With workers, the workers' RNG stre
 A lock file per run (created with O_EXCL, holding ``pid host [scheduler job]``; a dead pid's
 lock is taken over, and so is the lock of a requeued Slurm task's earlier attempt) lets several
 processes share an output folder: the second skips runs the first holds. ``run --jobs N`` and
-``--launcher local|slurm`` start those processes (``fairseg_bench.launch``); each run keeps a
+``--launcher local|slurm`` start those processes (``fairseg_bench.launch.sweep``, above this module); each run keeps a
 status record (``fairseg_bench.run_status``) that the launchers and ``fairseg-bench status`` read.
 
 One run is a list of named steps (:func:`_train_and_evaluate`) around a :class:`TrainState`,
@@ -493,35 +493,7 @@ def _write_results(exp, loss, seed, run_dir, sampler, history, cm, per_image, sa
 
 
 # ----------------------------------------------------------------------------- entry points
-def run_experiment(cfg: ExperimentConfig, *, report: bool = True, wait: bool = True) -> list[Path]:
-    """Every loss × seed of ``cfg``, here or through ``cfg.launcher``; prints the tables and writes
-    the report. Returns the run folders."""
-    losses = parse_losses(cfg)
-    exp = prepare(cfg)  # (the class index is cached before any launched run needs it)
-    folders = [run_folder(exp, loss, seed) for loss in losses for seed in cfg.seeds]
-    launcher = cfg.launcher
-    if launcher.name == "process" and (launcher.jobs or _default_jobs(cfg)) == 1:
-        stopped = _train_here(exp, losses)
-        error = f"{len(stopped)} run(s) stopped on a NaN/Inf loss: {', '.join(stopped)}" if stopped else None
-    else:
-        failures = _launch(exp, losses, wait=wait)
-        if failures is None:  # submitted to Slurm, not followed
-            return folders
-        listed = "; ".join(f"{f.name} (log: {f.log})" for f in failures)
-        error = f"{len(failures)} of {len(folders)} run(s) failed: {listed}" if failures else None
-    _summarize(exp, folders, report)
-    if error:
-        raise UserError(error)
-    return folders
-
-
-def _default_jobs(cfg: ExperimentConfig) -> int:
-    from fairseg_bench.launch.resources import default_jobs
-
-    return default_jobs(cfg.device)
-
-
-def _train_here(exp: Experiment, losses) -> list[str]:
+def train_here(exp: Experiment, losses) -> list[str]:
     """Every run one after the other in this process; the names of those stopped by a NaN/Inf loss."""
     failures = []
     for loss in losses:
@@ -534,22 +506,7 @@ def _train_here(exp: Experiment, losses) -> list[str]:
     return failures
 
 
-def _launch(exp: Experiment, losses, *, wait: bool):
-    """The unfinished runs through the configured launcher (``fairseg_bench.launch``)."""
-    from fairseg_bench.launch import RunSpec, launch_runs
-
-    specs = []
-    for loss in losses:
-        for seed in exp.cfg.seeds:
-            run_dir = run_folder(exp, loss, seed)
-            if is_finished(run_dir, exp.config_hash):
-                log(f"{run_dir}: finished, skipped")
-            else:
-                specs.append(RunSpec(loss.text, loss.label, seed, run_dir))
-    return launch_runs(exp, specs, exp.cfg.launcher, wait=wait) if specs else []
-
-
-def _summarize(exp: Experiment, folders: list[Path], report: bool) -> None:
+def summarize_runs(exp: Experiment, folders: list[Path], report: bool) -> None:
     """The tables of the finished runs (and the report)."""
     finished = [f for f in folders if is_finished(f, exp.config_hash)]
     if finished:

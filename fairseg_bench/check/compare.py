@@ -121,12 +121,6 @@ class CheckResult:
             return f"check passed: {len(methods)} method(s), {compared} comparisons within tolerance ({where})"
         return f"check FAILED: {len(self.failures) + len(self.missing_methods)} regression(s) ({where})"
 
-    def to_markdown(self, *, runs_label: str = "", baseline_label: str = "") -> str:
-        """A Markdown summary for a pull-request comment or ``$GITHUB_STEP_SUMMARY``."""
-        from fairseg_bench.check.markdown import to_markdown
-
-        return to_markdown(self, runs_label, baseline_label)
-
 
 def compare(results: Results, baseline: dict, tolerances: dict | None = None, per_class_tolerance=None,
             rule: str = "fixed", strict: bool = False) -> CheckResult:

@@ -54,6 +54,6 @@ def check(ctx, runs, baseline_path, tolerance, per_class_tolerance, rule, summar
         click.echo(line)
     click.echo(result.status_line())
     if summary_path:
-        gate.append_summary(summary_path, result.to_markdown(runs_label=" ".join(runs), baseline_label=baseline_path))
+        gate.append_summary(summary_path, gate.to_markdown(result, " ".join(runs), baseline_path))
     if not result.passed:
         ctx.exit(1)

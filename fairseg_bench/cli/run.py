@@ -98,7 +98,7 @@ def _launcher_options(func):
 def run(config, losses, seeds, data_root, out, device, iters, batch_size, quiet, report, jobs, launcher_name,
         partition, account, gpus_per_run, nodes, cpus_per_run, time_min, mem, wait):
     """Train and evaluate every loss × seed of an experiment; print the tables."""
-    from fairseg_bench.runner import run_experiment
+    from fairseg_bench.launch.sweep import run_experiment
 
     launcher = {"name": launcher_name, "jobs": jobs, "partition": partition, "account": account,
                 "gpus_per_run": gpus_per_run, "nodes": nodes, "cpus_per_run": cpus_per_run, "time": time_min,
