@@ -1,10 +1,13 @@
-"""One training step of the default model on CPU: today's layout (NCHW) against the new path (channels_last).
+"""One training step of the default model on CPU: the old path (NCHW, float32) against the new ones.
 
-Three variants: the contiguous layout the CPU trained in before; the model in channels_last with
-its NHWC logits going straight into the loss; and the new path, ``engine.to_channels_last``
-(channels_last model, logits copied back to NCHW for the loss), which is what ``run`` trains with.
+Four variants: the contiguous float32 layout the CPU trained in before; the model in
+channels_last with its NHWC logits going straight into the loss; ``engine.to_channels_last``
+(channels_last model, logits copied back to NCHW for the loss) in float32, what ``run`` trains
+with under ``train.amp: true`` on CPU; and the same under bfloat16 autocast (``train.amp: bf16``,
+the presets' CPU default: oneDNN runs the convolutions natively in bfloat16 on CPUs with
+AVX512-BF16 or AMX).
 
-The quick preset's step: ``unet_small`` (19 classes), a batch of 16 synthetic 64×128 images,
+The step: a model (``--model``, default ``unet_small``), a batch of synthetic 64×128 images,
 the library's MCCE, Adam. Both layouts run in the same process from the same weights and batch,
 alternating which goes first in each round, so that load from other processes hits both alike;
 the table gives the median seconds per step over the rounds, by wall clock and by process CPU
@@ -28,8 +31,11 @@ from fairseg_bench.data import build_dataset
 from fairseg_bench.loss_specs import build_loss, parse_loss_spec
 from fairseg_bench.models import build_model
 
-LAYOUTS = {"contiguous (today)": torch.contiguous_format, "channels_last, NHWC logits": torch.channels_last,
-           "channels_last (new path)": "engine"}
+# name: (layout, autocast dtype)
+VARIANTS = {"contiguous, float32 (before)": (torch.contiguous_format, None),
+            "channels_last, NHWC logits, float32": (torch.channels_last, None),
+            "channels_last, float32 (amp: true)": ("engine", None),
+            "channels_last, bfloat16 (amp: bf16)": ("engine", torch.bfloat16)}
 
 
 def make_batch(batch: int, size: tuple[int, int]):
@@ -39,9 +45,9 @@ def make_batch(batch: int, size: tuple[int, int]):
 
 
 class Step:
-    """Model, loss and optimizer in one memory layout; ``__call__`` runs ``n`` training steps."""
+    """Model, loss and optimizer in one memory layout and precision; ``__call__`` runs ``n`` steps."""
 
-    def __init__(self, model, num_classes: int, layout, images, target):
+    def __init__(self, model, num_classes: int, layout, autocast, images, target):
         if layout == "engine":  # what the runner trains with: engine.to_channels_last
             self.model, layout = engine.to_channels_last(copy.deepcopy(model)), torch.channels_last
         else:
@@ -50,12 +56,14 @@ class Step:
         self.criterion = build_loss(parse_loss_spec("mcce"), num_classes=num_classes, ignore_index=255,
                                     class_pixel_counts=None)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-3)
-        self.images, self.target, self.layout = images, target, layout
+        self.images, self.target, self.layout, self.autocast = images, target, layout, autocast
 
     def __call__(self, n: int) -> None:
         for _ in range(n):
             images = self.images.contiguous(memory_format=self.layout)  # as engine.train does per batch
-            loss = self.criterion(self.model(images), self.target)
+            with torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
+                logits = self.model(images)
+            loss = self.criterion(logits.float(), self.target)  # as engine.train
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -95,7 +103,8 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     images, target, num_classes = make_batch(args.batch, tuple(int(v) for v in args.size.split(",")))
     model = build_model(args.model, num_classes=num_classes)
-    steps = {name: Step(model, num_classes, layout, images, target) for name, layout in LAYOUTS.items()}
+    steps = {name: Step(model, num_classes, layout, autocast, images, target)
+             for name, (layout, autocast) in VARIANTS.items()}
     if args.profile:
         profile(steps, args.profile_rows)
     for step in steps.values():

@@ -55,6 +55,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=900)
     p.add_argument("--evals", default="300,600,900")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast, as train.amp: bf16")
     p.add_argument("--out")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -74,14 +75,17 @@ def main() -> None:
     for step in range(1, a.iters + 1):
         index = next(draws)
         images = torch.stack([train[i][0] for i in index]).contiguous(memory_format=CL)
-        loss = criterion(model(images), torch.stack([train[i][1] for i in index]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            logits = model(images)
+        loss = criterion(logits.float(), torch.stack([train[i][1] for i in index]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         scheduler.step()
         if step in evals:
             tick = time.process_time()
-            iou = per_class_iou(model, vx, vy, train.num_classes)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                iou = per_class_iou(model, vx, vy, train.num_classes)
             eval_cpu += time.process_time() - tick
             cpu = time.process_time() - start - eval_cpu
             low = ", ".join(f"{train.classes[c]} {iou[c]:.1f}" for c in np.argsort(iou)[:4])

@@ -153,7 +153,8 @@ def harness_loop(model, ds, steps: int, warmup: int, batch: int, device, amp: bo
         marks[step] = time.perf_counter()
 
     engine.train(model, criterion, loader, sampler, optimizer, scheduler, scaler, device=device, start_step=0,
-                 total_steps=steps, history=[], checkpoint=mark, checkpoint_every=warmup, amp=amp,
+                 total_steps=steps, history=[], checkpoint=mark, checkpoint_every=warmup,
+                 autocast=torch.float16 if amp else None,
                  channels_last=True, images_per_step=batch, progress=False)
     return (steps - warmup) * batch / (marks[steps] - marks[warmup])
 

@@ -64,6 +64,10 @@ def _bool(v):
     return v if isinstance(v, bool) else Bad("true or false")
 
 
+def _amp(v):
+    return v if isinstance(v, bool) or v == "bf16" else Bad("true, false or bf16")
+
+
 def _string(v):
     return v if isinstance(v, str) and v.strip() else Bad("a non-empty string")
 
@@ -145,7 +149,10 @@ class TrainConfig:
     iters: int = _checked(600, _positive_int)
     batch_size: int = _checked(16, _positive_int)
     checkpoint_every: int = _checked(100, _positive_int)
-    amp: bool = _checked(True, _bool)  # used on CUDA only
+    # true: float16 autocast + GradScaler on CUDA, float32 on CPU; bf16: bfloat16 autocast on every
+    # device (no scaler; oneDNN's CPU convolutions run natively in it where the CPU has AVX512-BF16
+    # or AMX); false: float32 everywhere
+    amp: bool | str = _checked(True, _amp)
     channels_last: bool = _checked(True, _bool)  # training on every device; CPU evaluation stays NCHW
 
 

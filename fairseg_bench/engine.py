@@ -4,8 +4,9 @@ Modelled on torchvision's segmentation references (``train_one_epoch`` / ``evalu
 what a fairness benchmark adds: the batch sampler's ``update`` is fed every step's loss (the
 Stochastic TCE sampler adapts its class draw to it), the loss is checked for NaN/Inf before the
 optimizer step (the last good checkpoint stays as it is), and the evaluation keeps per-image
-statistics for the bootstrap. On CUDA the loops use AMP (float16 + GradScaler); training uses
-channels_last on every device (oneDNN's CPU convolutions are faster in it too).
+statistics for the bootstrap. The loops run under autocast when asked (``train.amp``: float16 +
+GradScaler on CUDA, bfloat16 on any device); training uses channels_last on every device
+(oneDNN's CPU convolutions are faster in it too).
 """
 from __future__ import annotations
 
@@ -156,13 +157,15 @@ def _global_mean(value: torch.Tensor) -> float:
 
 def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, scheduler, scaler, *,
           device: torch.device, start_step: int, total_steps: int, history: list[dict],
-          checkpoint=None, checkpoint_every: int = 100, amp: bool = False, channels_last: bool = False,
+          checkpoint=None, checkpoint_every: int = 100, autocast: torch.dtype | None = None,
+          channels_last: bool = False,
           images_per_step: int | None = None, progress: bool = True) -> int:
     """Train from ``start_step`` until the sampler runs out; append one history row per step.
 
     ``checkpoint(step)`` is called every ``checkpoint_every`` steps and after the last one.
-    Returns the final step. Raises :class:`NonFiniteLoss` before a step with a NaN/Inf loss (or,
-    without AMP, gradient norm) is applied, and instead of checkpointing non-finite parameters,
+    The forward runs under ``autocast`` (a dtype, or None for float32); the loss is computed on
+    float32 logits. Returns the final step. Raises :class:`NonFiniteLoss` before a step with a
+    NaN/Inf loss (or, without the float16 grad scaler, gradient norm) is applied, and instead of checkpointing non-finite parameters,
     so the checkpoint on disk is always the last good one.
     """
     model.train()
@@ -173,8 +176,9 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
         images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            loss = criterion(model(images), target)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits = model(images)
+        loss = criterion(logits.float(), target)  # the losses' log-sum-exps and tilts in float32
         loss_value = _global_mean(loss)
         if not math.isfinite(loss_value):
             bar.close()
@@ -219,7 +223,7 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 255,
-             device: torch.device, amp: bool = False, channels_last: bool = False,
+             device: torch.device, autocast: torch.dtype | None = None, channels_last: bool = False,
              progress: bool = True):
     """Accumulate the confusion matrix (with per-image statistics) of ``model`` over ``loader``."""
     from fairseg_bench.core.confusion import ConfusionMatrix
@@ -230,7 +234,7 @@ def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 
         images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             logits = model(images)
         cm.update(logits.argmax(1), target)
     return cm

@@ -259,9 +259,17 @@ def use_channels_last(cfg: ExperimentConfig, device: torch.device, *, training: 
     return cfg.train.channels_last and (training or device.type == "cuda")
 
 
-def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
-    """AMP (float16 autocast + GradScaler) on CUDA only."""
-    return device.type == "cuda" and cfg.train.amp
+def autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device``: bfloat16 for ``bf16`` on every device,
+    float16 for ``true`` on CUDA only (CPU float16 is slow), None (float32) otherwise."""
+    if amp == "bf16":
+        return torch.bfloat16
+    return torch.float16 if amp is True and device.type == "cuda" else None
+
+
+def use_grad_scaler(cfg: ExperimentConfig, device: torch.device) -> bool:
+    """float16 needs the GradScaler against gradient underflow; bfloat16 has float32's range."""
+    return autocast_dtype(cfg.train.amp, device) == torch.float16
 
 
 def build_train_state(exp: Experiment, loss, seed: int) -> TrainState:
@@ -283,7 +291,7 @@ def build_train_state(exp: Experiment, loss, seed: int) -> TrainState:
     o = cfg.optim
     optimizer = engine.build_optimizer(model, o.name, o.lr, o.momentum, o.weight_decay)
     scheduler = engine.poly_schedule(optimizer, cfg.train.iters, o.poly_power)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp(cfg, device))
+    scaler = torch.amp.GradScaler(device.type, enabled=use_grad_scaler(cfg, device))
     return TrainState(model, optimizer, scheduler, scaler, criterion, sampler)
 
 
@@ -342,7 +350,8 @@ def train_steps(state: TrainState, exp: Experiment, seed: int, run_dir: Path, re
         state.step = engine.train(
             net, state.criterion, loader, state.sampler, state.optimizer, state.scheduler, state.scaler,
             device=device, start_step=state.step, total_steps=cfg.train.iters, history=state.history,
-            checkpoint=checkpoint, checkpoint_every=cfg.train.checkpoint_every, amp=use_amp(cfg, device),
+            checkpoint=checkpoint, checkpoint_every=cfg.train.checkpoint_every,
+            autocast=autocast_dtype(cfg.train.amp, device),
             channels_last=use_channels_last(cfg, device), images_per_step=cfg.train.batch_size,
             progress=exp.progress)
     except engine.NonFiniteLoss as exc:
@@ -379,7 +388,8 @@ def evaluate_and_write(state: TrainState, exp: Experiment, loss, seed: int, run_
     if not channels_last:
         model.to(memory_format=torch.contiguous_format)
     eval_start = time.perf_counter()
-    cm, per_image = _evaluate(exp, model, amp=use_amp(cfg, exp.device), channels_last=channels_last)
+    cm, per_image = _evaluate(exp, model, autocast=autocast_dtype(cfg.train.amp, exp.device),
+                              channels_last=channels_last)
     eval_time = time.perf_counter() - eval_start
     if exp.rank == 0:
         samples = engine.predict_samples(model, exp.val_set, cfg.eval.samples, device=exp.device)
@@ -394,14 +404,14 @@ def evaluate_and_write(state: TrainState, exp: Experiment, loss, seed: int, run_
         _check_sampler_consistency(state.sampler, run_dir, exp)
 
 
-def _evaluate(exp: Experiment, model, *, amp: bool, channels_last: bool):
+def _evaluate(exp: Experiment, model, *, autocast: torch.dtype | None, channels_last: bool):
     """Confusion matrix over the val split (sharded over ranks, then all-reduced) and per-image stats."""
     # a contiguous shard per rank: all_reduce gathers the per-image statistics in rank order
     indices = np.array_split(np.arange(len(exp.val_set)), exp.world_size)[exp.rank].tolist()
     loader = DataLoader(Subset(exp.val_set, indices), batch_size=exp.cfg.eval.batch_size,
                         num_workers=exp.cfg.data.num_workers, pin_memory=exp.device.type == "cuda")
     cm = engine.evaluate(model, loader, exp.val_set.num_classes, ignore_index=exp.val_set.ignore_index,
-                         device=exp.device, amp=amp, channels_last=channels_last, progress=exp.progress)
+                         device=exp.device, autocast=autocast, channels_last=channels_last, progress=exp.progress)
     cm.all_reduce()  # a no-op in a single process
     per_image = cm.per_image_stats()
     return cm.compute().cpu().numpy(), per_image
@@ -567,7 +577,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", ou
     exp = Experiment(cfg, dev, None, dataset, None, checkpoint.parent.parent, config_hash(run_cfg))
     loss = parse_losses(cfg)[0]
     start = time.perf_counter()
-    cm, per_image = _evaluate(exp, model, amp=dev.type == "cuda" and cfg.train.amp, channels_last=False)
+    # the precision the run evaluated in, so that its confusion matrix is reproduced bit for bit
+    cm, per_image = _evaluate(exp, model, autocast=autocast_dtype(cfg.train.amp, dev), channels_last=False)
     elapsed = time.perf_counter() - start
     record = metrics_record(exp, loss, cfg.seeds[0], cm, per_image, None, int(state["step"]),
                             {"wall_time_s": elapsed, "train_images_per_s": None,

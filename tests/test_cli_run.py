@@ -214,14 +214,15 @@ def _kill_after_checkpoint(cmd, run_dir: Path, timeout=120):
     return torch.load(run_dir / "last.pt", weights_only=True)["step"]
 
 
-@pytest.mark.parametrize("loss, label", [
-    ("tce", "tce-t1"),  # sampler state: class RNG, log-tilted losses, draw histogram
-    pytest.param("tce-online", "tce-online-t1", marks=pytest.mark.slow),  # loss-module buffers
+@pytest.mark.parametrize("loss, label, amp", [
+    ("tce", "tce-t1", "true"),  # sampler state: class RNG, log-tilted losses, draw histogram
+    ("mcce", "mcce", "bf16"),  # bfloat16 autocast on CPU
+    pytest.param("tce-online", "tce-online-t1", "true", marks=pytest.mark.slow),  # loss-module buffers
 ])
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, loss, label):
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, loss, label, amp):
     config = tmp_path / "resume.yaml"
-    config.write_text(
-        TINY.replace(f"iters: {ITERS}", "iters: 40").replace("checkpoint_every: 2", "checkpoint_every: 4"))
+    config.write_text(TINY.replace(f"iters: {ITERS}", "iters: 40").replace(
+        "checkpoint_every: 2", f"checkpoint_every: 4, amp: {amp}"))
     straight = fairseg("train", "-c", config, "--loss", loss, "--out", tmp_path / "a", "--quiet")
     assert straight.returncode == 0, straight.stderr
     run_dir = tmp_path / "b" / "resume" / f"{label}-s0"
@@ -238,6 +239,24 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, loss, label
     ha = pd.read_csv(tmp_path / "a" / "resume" / f"{label}-s0" / "history.csv")
     hb = pd.read_csv(run_dir / "history.csv")
     assert ha.drop(columns="images_per_s").equals(hb.drop(columns="images_per_s"))
+
+
+def test_amp_bf16_trains_in_bfloat16_and_evaluate_reproduces_it(tmp_path, capsys):
+    runs = {}
+    for amp in ("true", "bf16"):
+        config = tmp_path / f"amp-{amp}.yaml"
+        config.write_text(TINY.replace("losses: [mcce, tce]", "losses: [mcce]").replace(
+            "checkpoint_every: 2", f"checkpoint_every: 2, amp: {amp}"))
+        out = fairseg("run", "-c", config, "--out", tmp_path / amp, "--quiet", "--no-report")
+        assert out.returncode == 0, out.stderr
+        runs[amp] = tmp_path / amp / f"amp-{amp}" / "mcce-s0"
+    float32, bfloat16 = (pd.read_csv(runs[a] / "history.csv")["loss"].to_numpy() for a in ("true", "bf16"))
+    # the same weights and batch: the first loss differs by bfloat16's rounding (8 mantissa bits) only
+    assert float32[0] != bfloat16[0] and abs(float32[0] - bfloat16[0]) < 0.02 * float32[0]
+    code, _, err = cli(capsys, "evaluate", "--checkpoint", runs["bf16"] / "last.pt", "--out", tmp_path / "ev",
+                       "--quiet")
+    assert code == 0, err
+    assert np.array_equal(read_metrics(tmp_path / "ev").confusion_matrix, read_metrics(runs["bf16"]).confusion_matrix)
 
 
 def test_torchrun_gloo_two_ranks(tmp_path):
