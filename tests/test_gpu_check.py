@@ -35,7 +35,9 @@ def test_step_benchmark_runs(capsys):
     bench_step.main(["--model", "unet_tiny", "--batch", "2", "--size", "32,32", "--rounds", "2", "--steps", "1",
                      "--threads", "1"])
     out = capsys.readouterr().out
-    assert "| contiguous (today) |" in out and "| channels_last (new path) |" in out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| c")}
+    assert set(bench_step.VARIANTS) <= set(rows)
+    assert rows["contiguous, float32 (before)"].rstrip().endswith("| 1.00× | 1.00× |")  # the reference
 
 
 @pytest.mark.slow
