@@ -165,8 +165,8 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
     ``checkpoint(step)`` is called every ``checkpoint_every`` steps and after the last one.
     The forward runs under ``autocast`` (a dtype, or None for float32); the loss is computed on
     float32 logits. Returns the final step. Raises :class:`NonFiniteLoss` before a step with a
-    NaN/Inf loss (or, without the float16 grad scaler, gradient norm) is applied, and instead of checkpointing non-finite parameters,
-    so the checkpoint on disk is always the last good one.
+    NaN/Inf loss (or, without the float16 grad scaler, gradient norm) is applied, and instead of
+    checkpointing non-finite parameters, so the checkpoint on disk is always the last good one.
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
