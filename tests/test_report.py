@@ -431,3 +431,22 @@ def test_runs_of_several_experiments_keep_apart(tmp_path):
     write_experiment(tmp_path / "runs", ("mcce",), (0,), experiment="two")
     build_report([tmp_path / "runs"], reference="one/mcce", out=tmp_path / "out", formats="csv", figures=False)
     assert list(pd.read_csv(tmp_path / "out" / "table1.csv")["method"]) == ["one/mcce", "two/mcce"]
+
+
+def test_a_sweep_in_progress_is_reported_with_what_it_lacks(tmp_path, capsys):
+    exp = write_experiment(tmp_path / "runs", METHODS, (0,))
+    (exp / "tce-t1-s1").mkdir()
+    (exp / "tce-t1-s1" / "config.yaml").write_text("losses: [tce]\n")  # started, not finished
+    (exp / ".sweep").mkdir()
+    (exp / ".sweep" / "mcce-s1.json").write_text('{"state": "queued"}')  # known to the sweep only
+    (exp / ".sweep" / "mcce-s0.json").write_text('{"state": "done"}')  # finished: not listed
+    code, _, err = cli(capsys, exp, "--out", tmp_path / "out", "--format", "md", "--no-figures",
+                       "--bootstrap", "0")
+    assert code == 0, err
+    message = f"2 run(s) under {exp} have not finished and are left out: mcce-s1, tce-t1-s1"
+    assert f"warning: {message}" in err
+    assert message in (tmp_path / "out" / "report.md").read_text()
+    shutil.rmtree(exp / "tce-t1-s1")
+    (exp / ".sweep" / "mcce-s1.json").unlink()
+    code, _, err = cli(capsys, exp, "--out", tmp_path / "out", "--format", "md", "--no-figures", "--bootstrap", "0")
+    assert code == 0 and "not finished" not in err

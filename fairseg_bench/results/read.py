@@ -32,7 +32,8 @@ import numpy as np
 from fairseg_bench.core.fairness import fairness_metrics
 from fairseg_bench.core.iou import mean_iou, per_class_iou
 from fairseg_bench.errors import UserError
-from fairseg_bench.results import find_runs, read_json, validate_metrics
+from fairseg_bench.results import METRICS_FILE, find_runs, read_json, validate_metrics
+from fairseg_bench.run_status import SWEEP_DIR
 
 SCALES = ("percent", "fraction", "auto")
 SUMMARY_COLUMNS = {"miou", "mean iou", "mean"}
@@ -72,6 +73,7 @@ class Results:
     classes: list[str]
     runs: list[Result]
     notes: list[str] = field(default_factory=list)  # said under every table (e.g. mixed configs)
+    warnings: list[str] = field(default_factory=list)  # also said on stderr (e.g. unfinished runs)
 
     @property
     def methods(self) -> list[str]:
@@ -435,7 +437,23 @@ def read_results(paths, *, scale: str = "auto", mixed_configs: bool = False, cla
     empty = next((r for r in results if np.isnan(r.iou).all()), None)
     if empty is not None:
         raise UserError(f"method {empty.method!r} has no IoU value (every class empty) in {empty.source}")
-    return Results(classes, results, notes)
+    return Results(classes, results, notes, _unfinished_notes(paths))
+
+
+def _unfinished_notes(paths) -> list[str]:
+    """A note per input folder holding runs without ``metrics.json``: started (a ``config.yaml``)
+    or known to a sweep (a status record under ``.sweep/``), so a report of a sweep in progress
+    says what it lacks."""
+    notes = []
+    for folder in (Path(p) for p in paths if Path(p).is_dir()):
+        started = {c.parent for c in folder.rglob("config.yaml") if c.parent.name != SWEEP_DIR}
+        queued = {f.parent.parent / f.stem for f in folder.rglob(f"{SWEEP_DIR}/*.json")}
+        left = sorted(run for run in started | queued if not (run / METRICS_FILE).is_file())
+        if left:
+            names = ", ".join(str(run.relative_to(folder)) for run in left)
+            notes.append(f"{len(left)} run(s) under {folder} have not finished and are left out: {names} "
+                         f"(`fairseg-bench status {folder}` shows where they stand).")
+    return notes
 
 
 def _common_class_list(results: list[Result]) -> list[str]:

@@ -393,6 +393,7 @@ def summarize(results: Results, reference: str | None = None, *, fraction: float
         seeds={m: [r.seed for r in results.runs_of(m)] for m in methods}, blocks=blocks,
         confidence=confidence,
         interval=" and ".join(sorted(kinds)) or "none (no per-image statistics and a single seed)",
-        dropped=dropped, warnings=messages + tie_notes, notes=list(results.notes) + messages + tie_notes,
+        dropped=dropped, warnings=list(results.warnings) + messages + tie_notes,
+        notes=list(results.notes) + list(results.warnings) + messages + tie_notes,
         tie_ranges=tie_ranges,
     )
