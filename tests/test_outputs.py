@@ -289,3 +289,21 @@ def test_ruff_config_and_doctests_are_set_up():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert "[tool.ruff]" in text and re.search(r"--doctest-modules", text + (Path(__file__).resolve().parents[1]
                                                                             / "Makefile").read_text())
+
+
+def test_static_sampler_weights_name_the_largest():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from fairseg_bench.report.figures import _weight_lines
+
+    classes = ["a", "b", "c", "d"]
+    static = pd.DataFrame({"step": range(1, 51), **{f"w_{c}": [w] * 50 for c, w in zip(classes, (.1, .4, .2, .3))}})
+    _, ax = plt.subplots()
+    said = _weight_lines(ax, static, [f"w_{c}" for c in classes], classes, ["k"] * 4, 2)
+    assert said.startswith("static") and {t.get_text() for t in ax.texts} == {"b", "d"}  # the two largest
+    moving = static.assign(w_a=np.linspace(0.0, 0.5, 50))
+    _, ax = plt.subplots()
+    said = _weight_lines(ax, moving, [f"w_{c}" for c in classes], classes, ["k"] * 4, 1)
+    assert said.startswith("named: the 1 that move most") and [t.get_text() for t in ax.texts] == ["a"]
+    plt.close("all")

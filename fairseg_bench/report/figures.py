@@ -288,7 +288,8 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
     """Stochastic TCE class-draw weights over training (smoothed) and the share of draws per class.
 
     The ``n_labelled`` classes whose smoothed weight moves most are coloured and named at the end
-    of their line; the others are thin grey lines.
+    of their line (for a static sampler such as RCS, whose weights never move, the largest); the
+    others are thin grey lines.
     """
     rows = []
     for run in _first_seed_runs(data, methods):
@@ -304,11 +305,10 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
     grid = fig.add_gridspec(len(rows), 2, width_ratios=[1.6, 1])
     for i, (run, history, weights, sampler) in enumerate(rows):
         ax = fig.add_subplot(grid[i, 0])
-        if weights:
-            _weight_lines(ax, history, weights, data.classes, colours, n_labelled)
+        named = _weight_lines(ax, history, weights, data.classes, colours, n_labelled) if weights else ""
         ax.axhline(1 / len(data.classes), color="black", lw=0.8, ls="--")
         ax.set_title(f"{_name(run.method, labels)} (seed {run.seed}): class-draw weights, smoothed; "
-                     f"named: the {n_labelled} that move most; dashed: uniform 1/K", fontsize=9)
+                     f"{named}dashed: uniform 1/K", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("weight", fontsize=8)
         ax.margins(x=0.12)
@@ -317,11 +317,16 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
     return fig
 
 
-def _weight_lines(ax, history: pd.DataFrame, weights: list[str], classes: list[str], colours, n_labelled: int):
-    """Smoothed weight of every class; the ``n_labelled`` that move most coloured and named."""
+def _weight_lines(ax, history: pd.DataFrame, weights: list[str], classes: list[str], colours,
+                  n_labelled: int) -> str:
+    """Smoothed weight of every class; the ``n_labelled`` that move most (or, when none moves,
+    the largest) coloured and named. Returns which were named, for the title."""
     steps = history["step"] if "step" in history.columns else pd.Series(history.index)
     smooth = history[weights].rolling(max(1, len(history) // 25), min_periods=1, center=True).mean()
-    named = set((smooth.max() - smooth.min()).sort_values(ascending=False).index[:n_labelled])
+    moves = smooth.max() - smooth.min()
+    static = bool((moves <= 1e-12).all())
+    rank = smooth.iloc[-1] if static else moves
+    named = set(rank.sort_values(ascending=False).index[:n_labelled])
     for col in weights:
         colour = colours[classes.index(col[2:])] if col[2:] in classes else colours[0]
         if col not in named:
@@ -330,6 +335,7 @@ def _weight_lines(ax, history: pd.DataFrame, weights: list[str], classes: list[s
         ax.plot(steps, smooth[col], color=colour, lw=1.6)
         ax.annotate(col[2:], (steps.iloc[-1], smooth[col].iloc[-1]), xytext=(4, 0), textcoords="offset points",
                     fontsize=8, color=colour, va="center")
+    return f"static; named: the {n_labelled} largest; " if static else f"named: the {n_labelled} that move most; "
 
 
 def _draw_shares(ax, sampler: dict, classes: list[str], colours) -> None:
