@@ -1,14 +1,19 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then a rename.
+"""Atomic file writes (a temporary file in the same folder, fsync, then a rename) and the one
+JSON read that pairs with them.
 
-A leaf module (standard library only) so that every layer, the engine's checkpoints included,
-writes files the same way without importing the results layer.
+A leaf module (standard library only) so that every layer, the engine's checkpoints and the
+foreign result formats included, reads and writes files the same way without importing the
+results layer.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from fairseg_bench.errors import UserError
 
 
 def _umask() -> int:
@@ -41,3 +46,22 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_json(path: str | os.PathLike):
+    """Any JSON value from ``path``; a missing, truncated or corrupt file is a ``UserError``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON (truncated or corrupt?): {exc}") from None
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """Read a JSON object; a missing, truncated or non-object file is a ``UserError``."""
+    obj = load_json(path)
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return obj

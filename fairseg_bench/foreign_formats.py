@@ -20,7 +20,6 @@ file whose names are a registered dataset's takes that dataset's order; otherwis
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairseg_bench.atomic import load_json
 from fairseg_bench.errors import UserError
 
 __all__ = ["ForeignResult", "FORMATS", "detect_format", "read_foreign", "parse_foreign", "is_foreign"]
@@ -153,9 +153,14 @@ def _is_mmseg(obj: dict) -> bool:
     return _metric_dict(obj, "IoU.", "metric") is not None
 
 
+def _prefixed_ious(obj: dict, path: Path, prefix: str, wrapper: str) -> dict[str, float]:
+    """``{class: IoU}`` from the keys ``<prefix><class>`` of ``obj`` or of ``obj[wrapper]``."""
+    metric = _metric_dict(obj, prefix, wrapper)
+    return {k[len(prefix):]: _number(v, path, k) for k, v in metric.items() if k.startswith(prefix)}
+
+
 def _parse_mmseg(obj: dict, path: Path, classes=None, dataset=None) -> dict:
-    metric = _metric_dict(obj, "IoU.", "metric")
-    values = {k[len("IoU."):]: _number(v, path, k) for k, v in metric.items() if k.startswith("IoU.")}
+    values = _prefixed_ious(obj, path, "IoU.", "metric")
     dataset, classes, iou = _resolve(values, path, classes, dataset)
     return {"classes": classes, "iou": _check_range(iou * 100.0, path, "fractions expected"), "dataset": dataset}
 
@@ -165,8 +170,7 @@ def _is_detectron2(obj: dict) -> bool:
 
 
 def _parse_detectron2(obj: dict, path: Path, classes=None, dataset=None) -> dict:
-    metric = _metric_dict(obj, "IoU-", "sem_seg")
-    values = {k[len("IoU-"):]: _number(v, path, k) for k, v in metric.items() if k.startswith("IoU-")}
+    values = _prefixed_ious(obj, path, "IoU-", "sem_seg")
     dataset, classes, iou = _resolve(values, path, classes, dataset)
     return {"classes": classes, "iou": _check_range(iou, path, "percent expected"), "dataset": dataset}
 
@@ -252,10 +256,4 @@ def parse_foreign(obj, path, *, classes=None, dataset: str | None = None, method
 def read_foreign(path, *, classes=None, dataset: str | None = None, method: str | None = None) -> ForeignResult:
     """Read another tool's result file (JSON; NaN literals allowed)."""
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
-    return parse_foreign(obj, path, classes=classes, dataset=dataset, method=method)
+    return parse_foreign(load_json(path), path, classes=classes, dataset=dataset, method=method)

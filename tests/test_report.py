@@ -443,7 +443,7 @@ def test_a_sweep_in_progress_is_reported_with_what_it_lacks(tmp_path, capsys):
     code, _, err = cli(capsys, exp, "--out", tmp_path / "out", "--format", "md", "--no-figures",
                        "--bootstrap", "0")
     assert code == 0, err
-    message = f"2 run(s) under {exp} have not finished and are left out: mcce-s1, tce-t1-s1"
+    message = f"2 run(s) under {exp} have not finished and are left out: mcce-s1 (queued), tce-t1-s1 (not started)"
     assert f"warning: {message}" in err
     assert message in (tmp_path / "out" / "report.md").read_text()
     shutil.rmtree(exp / "tce-t1-s1")

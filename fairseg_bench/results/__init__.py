@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fairseg_bench.atomic import write_atomic  # noqa: F401 - re-exported: the one atomic write
+from fairseg_bench.atomic import read_json, write_atomic  # noqa: F401 - re-exported: the one JSON read and write
 from fairseg_bench.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -56,20 +56,6 @@ def _jsonable(value):
 def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
     """Write ``obj`` as JSON atomically; NaN becomes null."""
     write_atomic(path, json.dumps(_jsonable(obj), indent=1, allow_nan=False) + "\n")
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    """Read a JSON object; a missing, truncated or non-object file is a ``UserError``."""
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON (truncated or corrupt?): {exc}") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return obj
 
 
 def _floats(values) -> np.ndarray:

@@ -32,8 +32,8 @@ import numpy as np
 from fairseg_bench.core.fairness import fairness_metrics
 from fairseg_bench.core.iou import mean_iou, per_class_iou
 from fairseg_bench.errors import UserError
-from fairseg_bench.results import METRICS_FILE, find_runs, read_json, validate_metrics
-from fairseg_bench.run_status import SWEEP_DIR
+from fairseg_bench.results import find_runs, read_json, validate_metrics
+from fairseg_bench.run_status import sweep_rows
 
 SCALES = ("percent", "fraction", "auto")
 SUMMARY_COLUMNS = {"miou", "mean iou", "mean"}
@@ -441,16 +441,13 @@ def read_results(paths, *, scale: str = "auto", mixed_configs: bool = False, cla
 
 
 def _unfinished_notes(paths) -> list[str]:
-    """A note per input folder holding runs without ``metrics.json``: started (a ``config.yaml``)
-    or known to a sweep (a status record under ``.sweep/``), so a report of a sweep in progress
-    says what it lacks."""
+    """A note per input folder whose sweep has runs without ``metrics.json`` (started or queued),
+    so a report of a sweep in progress says what it lacks (the rows ``fairseg-bench status`` shows)."""
     notes = []
     for folder in (Path(p) for p in paths if Path(p).is_dir()):
-        started = {c.parent for c in folder.rglob("config.yaml") if c.parent.name != SWEEP_DIR}
-        queued = {f.parent.parent / f.stem for f in folder.rglob(f"{SWEEP_DIR}/*.json")}
-        left = sorted(run for run in started | queued if not (run / METRICS_FILE).is_file())
+        left = [row for row in sweep_rows(folder) if row["state"] != "done"]
         if left:
-            names = ", ".join(str(run.relative_to(folder)) for run in left)
+            names = ", ".join(f"{row['run']} ({row['state']})" for row in left)
             notes.append(f"{len(left)} run(s) under {folder} have not finished and are left out: {names} "
                          f"(`fairseg-bench status {folder}` shows where they stand).")
     return notes
