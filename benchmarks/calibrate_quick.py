@@ -6,8 +6,8 @@ steps; prints mIoU, the worst classes and the CPU time so far. The budgets in
 ``experiments/quick.yaml`` and ``experiments/trained.yaml`` were chosen from such curves
 (docs/datasets.md). Batches are uniform shuffles, as the runner's; the order differs from it.
 
-    OMP_NUM_THREADS=1 python benchmarks/calibrate_quick.py --model unet_lite --batch 8 --lr 8e-3 \
-        --iters 1800 --evals 900,1200,1500,1800 --out curve.json
+    OMP_NUM_THREADS=1 python benchmarks/calibrate_quick.py --model unet_lite --batch 2 --lr 4e-3 \
+        --iters 6000 --evals 3000,4000,5000,6000 --bf16 --out curve.json
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 from fairseg_bench import engine
 from fairseg_bench.data import build_dataset
 from fairseg_bench.loss_specs import build_loss
-from fairseg_bench.models import build_model
+from fairseg_bench.models import LiteUNet, build_model
 
 CL = torch.channels_last
 
@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--evals", default="300,600,900")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast, as train.amp: bf16")
+    p.add_argument("--widths", help="unet_lite with these widths, e.g. 12,24,48,96")
     p.add_argument("--out")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -63,7 +64,11 @@ def main() -> None:
     val = build_dataset("synthetic", split="val", num_images=200, seed=0)
     vx, vy = (torch.stack([val[i][k] for i in range(len(val))]) for k in (0, 1))
     torch.manual_seed(a.seed)
-    model = build_model(a.model, num_classes=train.num_classes).to(memory_format=CL)
+    if a.widths:
+        model = LiteUNet(train.num_classes, tuple(int(w) for w in a.widths.split(",")))
+    else:
+        model = build_model(a.model, num_classes=train.num_classes)
+    model = model.to(memory_format=CL)
     criterion = build_loss("mcce", num_classes=train.num_classes, ignore_index=255,
                            class_pixel_counts=np.ones(train.num_classes))
     optimizer = engine.build_optimizer(model, "adam", a.lr)
