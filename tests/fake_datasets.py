@@ -61,3 +61,22 @@ def write_voc(root: Path, labels_by_split: dict[str, list[np.ndarray]], seed: in
             png.save(base / "SegmentationClass" / f"{name}.png")
         (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
     return root
+
+
+def write_camvid(root: Path, labels_by_split: dict[str, list[tuple[str, np.ndarray]]], seed: int = 0) -> Path:
+    """``labels_by_split["train"|"val"|"test"]`` = list of (stem, label map 0..11), listed in that order.
+
+    SegNet's layout: ``SPLIT/`` and ``SPLITannot/`` PNGs, ``SPLIT.txt`` with ``/SegNet/CamVid/`` paths.
+    """
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val", "test"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+    for split, items in labels_by_split.items():
+        lines = []
+        for stem, label in items:
+            _rgb(rng, *label.shape).save(root / split / f"{stem}.png")
+            Image.fromarray(label.astype(np.uint8)).save(root / f"{split}annot" / f"{stem}.png")
+            lines.append(f"/SegNet/CamVid/{split}/{stem}.png /SegNet/CamVid/{split}annot/{stem}.png")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root

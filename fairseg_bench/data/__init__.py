@@ -2,7 +2,9 @@
 
 Every dataset gives ``ds[i] -> (image float32 (3, H, W) normalised, target int64 (H, W))`` and has
 ``name``, ``classes``, ``num_classes``, ``palette`` (uint8 (K, 3)), ``ignore_index`` (255),
-``label(i)`` (raw class ids, uint8 (H, W), no transforms) and ``image(i)`` (uint8 RGB (H, W, 3)).
+``label(i)`` (raw class ids, uint8 (H, W), no transforms) and ``image(i)`` (uint8 RGB (H, W, 3));
+the file datasets also give ``image_names()`` (file stems) and ``image_attributes()`` (per-image
+attributes read off the names, e.g. CamVid's ``{"sequence": [...]}``).
 Modules are imported on first use, so listing datasets stays cheap.
 """
 from __future__ import annotations
@@ -63,6 +65,8 @@ DATASETS: dict[str, DatasetInfo] = {
                           "ADE20K SceneParsing (ADEChallengeData2016), 150 classes"),
     "voc": DatasetInfo("voc", "fairseg_bench.data.voc", "VOCSegmentationDataset", True,
                        "PASCAL VOC 2012 segmentation, 21 classes"),
+    "camvid": DatasetInfo("camvid", "fairseg_bench.data.camvid", "CamVidSegmentation", True,
+                          "CamVid street scenes, SegNet's 11 classes (void ignored)"),
 }
 
 
@@ -83,7 +87,8 @@ def build_dataset(name: str, *, root=None, split: str = "train", **options):
 
     Options: synthetic takes ``num_images``, ``size`` (H, W), ``seed``, ``transforms``; the real
     datasets take ``transforms`` or ``augment``, ``crop_size``, ``scale_range``, ``hflip``,
-    ``color_jitter`` (train) and ``resize`` (evaluation).
+    ``color_jitter`` (train), ``resize`` (evaluation) and ``frame_size`` (H, W): every frame
+    downscaled once and kept in memory, before any transform.
     """
     info = dataset_info(name)
     cls = getattr(info._module(), info.cls)

@@ -49,7 +49,10 @@ def default_transforms(split: str, *, augment: bool | None = None, crop_size=Non
 class FileSegmentationDataset(torch.utils.data.Dataset):
     """Image/label file pairs; labels mapped to class ids through a 256-entry lookup table.
 
-    Subclasses set ``name``, ``classes``, ``palette`` and ``LUT`` and fill ``images``/``labels``.
+    Subclasses set ``name``, ``classes``, ``palette`` and ``LUT`` and fill ``images``/``labels``;
+    they may read attributes off image names (``name_attributes``). With ``frame_size=(H, W)``
+    every frame is decoded once, downscaled (image bilinear with antialiasing, label nearest) and
+    kept in memory: ``image``/``label`` and the transforms then see the small frame.
     """
 
     name = ""
@@ -58,12 +61,27 @@ class FileSegmentationDataset(torch.utils.data.Dataset):
     ignore_index = IGNORE_INDEX
     LUT = np.full(256, -1, np.int16)
 
-    def __init__(self, root, split: str, images: list[str], labels: list[str], transforms=None, **options):
+    def __init__(self, root, split: str, images: list[str], labels: list[str], transforms=None, frame_size=None,
+                 **options):
         if not images:
             raise UserError(f"{self.name}: no images found for split {split!r} under {root}")
         self.root, self.split = Path(root), split
         self.images, self.labels = list(images), list(labels)
+        self.frame_size = self._checked_frame_size(frame_size)
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (image, raw label), frame_size only
         self.transforms = transforms if transforms is not None else default_transforms(split, **options)
+
+    @staticmethod
+    def _checked_frame_size(frame_size) -> tuple[int, int] | None:
+        if frame_size is None:
+            return None
+        try:  # a string would unpack into its characters
+            height, width = (int(v) for v in frame_size) if not isinstance(frame_size, str) else (0, 0)
+        except (TypeError, ValueError):
+            height = width = 0
+        if height < 1 or width < 1:
+            raise UserError(f"frame_size {frame_size!r}: expected [height, width], two positive integers")
+        return height, width
 
     @property
     def num_classes(self) -> int:
@@ -72,13 +90,49 @@ class FileSegmentationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def image_names(self) -> list[str]:
+        """The image file stems, in dataset order."""
+        return [Path(path).stem for path in self.images]
+
+    @classmethod
+    def name_attributes(cls, name: str) -> dict[str, str]:
+        """Attributes read off one image name (e.g. a sequence or a city); none by default."""
+        return {}
+
+    def image_attributes(self) -> dict[str, list[str]]:
+        """Per-image attributes by name, each a list in dataset order (e.g. ``{"sequence": [...]}``); {} if none."""
+        rows = [self.name_attributes(name) for name in self.image_names()]
+        return {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
+
     def image(self, index: int) -> np.ndarray:
-        """Raw RGB, uint8 (H, W, 3)."""
+        """Raw RGB, uint8 (H, W, 3); ``frame_size`` when set."""
+        if self.frame_size is not None:
+            return self._frame(index)[0]
+        return self._decode_image(index)
+
+    def raw_label(self, index: int) -> np.ndarray:
+        """The label file's values as stored (before mapping), uint8 (H, W); ``frame_size`` when set."""
+        if self.frame_size is not None:
+            return self._frame(index)[1]
+        return self._decode_label(index)
+
+    def _frame(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image and raw label at ``frame_size``, decoded on first use and then kept."""
+        frame = self._frames.get(index)
+        if frame is None:
+            image, raw = self._decode_image(index), self._decode_label(index)
+            self._check_sizes(index, image, raw)  # before resizing hides a mismatch
+            height, width = self.frame_size
+            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))  # antialiased
+            raw = np.asarray(Image.fromarray(raw).resize((width, height), Image.NEAREST))
+            frame = self._frames[index] = (image, raw)
+        return frame
+
+    def _decode_image(self, index: int) -> np.ndarray:
         with Image.open(self.images[index]) as img:
             return np.asarray(img.convert("RGB"))
 
-    def raw_label(self, index: int) -> np.ndarray:
-        """The label file's values as stored (before mapping), uint8 (H, W)."""
+    def _decode_label(self, index: int) -> np.ndarray:
         with Image.open(self.labels[index]) as img:
             if img.mode not in ("L", "P", "I", "I;16"):
                 raise UserError(f"{self.labels[index]}: expected a single-channel label PNG, got mode {img.mode}")
@@ -102,13 +156,19 @@ class FileSegmentationDataset(torch.utils.data.Dataset):
         for path in self.labels:
             stat = Path(path).stat()
             files.append([str(Path(path).relative_to(self.root)), stat.st_size, stat.st_mtime_ns])
-        return {"root": str(self.root.resolve()), "split": self.split, "files": files}
+        key = {"root": str(self.root.resolve()), "split": self.split, "files": files}
+        if self.frame_size is not None:  # downscaled labels count other pixels
+            key["frame_size"] = list(self.frame_size)
+        return key
 
-    def __getitem__(self, index: int):
-        image, label = self.image(index), self.label(index)
+    def _check_sizes(self, index: int, image: np.ndarray, label: np.ndarray) -> None:
         if image.shape[:2] != label.shape:  # else the transforms fail with a message naming no file
             raise UserError(f"{self.images[index]}: image size {image.shape[1]}x{image.shape[0]} differs from its "
                             f"label {Path(self.labels[index]).name} ({label.shape[1]}x{label.shape[0]})")
+
+    def __getitem__(self, index: int):
+        image, label = self.image(index), self.label(index)
+        self._check_sizes(index, image, label)
         image, target = self.transforms(image, label)
         return image, target
 

