@@ -1,17 +1,18 @@
 """Evaluate a folder of prediction PNGs against a dataset's labels; write a ``metrics.json`` like a run's.
 
 How a pair is counted: both PNGs are decoded by Pillow (palette PNGs as indices) and their *raw*
-values counted jointly by :class:`~fairseg_bench.core.confusion.ConfusionMatrix` as an R x R histogram
-(raw label value x raw predicted value, R = 1 + the largest valid raw value, 34 for Cityscapes
-labelIds), one fused pass over the pixels with no lookup table applied to the maps (a lookup
-costs more than the count). The histogram is then folded into the ``(K, K + 1)`` class matrix by
-the folder's lookup tables (:mod:`fairseg_bench.data.prediction_folders`): ignored label values
-are dropped, void predictions land in column ``K``, and a value outside the label set, in either
-file, is a one-line error naming the file. From that matrix: the per-image TP/FP/FN kept for the
-bootstrap (as runs keep them) and the dataset-level matrix. IoU is ``TP / (TP + FP + FN)`` with
-void predictions counted as false negatives, which is cityscapesScripts' rule.
+values counted jointly with numpy as a 256 x 256 histogram (raw label value x raw predicted value,
+:func:`joint_histogram`), with no lookup table applied to the maps (a lookup costs more than the
+count). The histogram is then folded into the ``(K, K + 1)`` class matrix by the folder's lookup
+tables (:mod:`fairseg_bench.data.prediction_folders`): ignored label values are dropped, void
+predictions land in column ``K``, and a value outside the label set, in either file, is a one-line
+error naming the file. From that matrix: the per-image TP/FP/FN kept for the bootstrap (as runs
+keep them) and the dataset-level matrix. IoU is ``TP / (TP + FP + FN)`` with void predictions
+counted as false negatives, which is cityscapesScripts' rule.
 
 Pairs are counted in worker processes (``workers``, default all cores), in order, with a tqdm bar.
+Nothing here imports torch: the command needs numpy and Pillow only, and starts in a fraction of a
+second.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import multiprocessing as mp
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,34 @@ import numpy as np
 from fairseg_bench.data.prediction_folders import PairList, decode_label_png, match_predictions
 from fairseg_bench.errors import UserError
 
-__all__ = ["count_pairs", "evaluate_predictions", "predictions_record", "PairCounter"]
+__all__ = ["count_pairs", "evaluate_predictions", "joint_histogram", "predictions_record", "PairCounter"]
 
 _CHUNK = 1  # pairs per worker task: a pair takes tens of ms, so balance beats batching
+
+
+def joint_histogram(label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """(256, 256) int64 counts of (label value, prediction value) over the pixels of two uint8 maps.
+
+    Pixels are counted by runs: label maps and predictions are coherent, so neighbouring pixels
+    mostly share their (label, prediction) value, and one weighted ``bincount`` over the runs
+    avoids the stall of incrementing the same counter pixel after pixel. Maps with short runs
+    (noise) take a plain ``bincount`` instead.
+
+    Shape:
+        label, prediction: ``(H, W)`` uint8 -> ``(256, 256)`` int64 (rows label, columns prediction).
+    """
+    joint = label.astype(np.uint16).reshape(-1)
+    joint <<= 8
+    joint |= prediction.reshape(-1)
+    change = np.empty(joint.size, bool)
+    change[:1] = True
+    np.not_equal(joint[1:], joint[:-1], out=change[1:])
+    if np.count_nonzero(change) > joint.size // 4:
+        return np.bincount(joint, minlength=1 << 16).reshape(256, 256)
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=joint.size)
+    counts = np.bincount(joint[starts], weights=lengths, minlength=1 << 16)
+    return counts.astype(np.int64).reshape(256, 256)  # exact: at most 2**53 pixels per image
 
 
 class PairCounter:
@@ -42,34 +67,12 @@ class PairCounter:
         pred = np.asarray(prediction_lut, np.int64)
         self.bad_label = gt < 0
         self.bad_prediction = pred < 0
-        # Raw values counted: 0 .. R-1, R = 1 + the largest valid raw value (34 for Cityscapes
-        # labelIds): a smaller histogram is faster, and larger values are refused by the count.
-        self.raw_values = R = 1 + int(max(np.flatnonzero(gt >= 0).max(), np.flatnonzero(pred >= 0).max()))
-        pred_col = np.where(pred == 255, K, pred)[:R]
-        gt = gt[:R]
+        pred_col = np.where(pred == 255, K, pred)
         row_ok = (gt >= 0) & (gt < K)
         col_ok = (pred_col >= 0) & (pred_col <= K)
         # cell of the (K, K + 1) matrix for every (raw label, raw prediction) pair; -1 = counts nowhere
         cell = gt[:, None] * (K + 1) + pred_col[None, :]
         self.cell = np.where(row_ok[:, None] & col_ok[None, :], cell, -1).reshape(-1)
-        self._cm = None
-
-    def _histogram(self, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-        """(R, R) int64 joint histogram of raw values (rows label, columns prediction).
-
-        A value of R or more raises ``ValueError`` (from the confusion matrix's own checks).
-        """
-        import torch
-
-        from fairseg_bench.core.confusion import ConfusionMatrix
-
-        if self._cm is None:
-            self._cm = ConfusionMatrix(self.raw_values, ignore_index=-1)
-        self._cm.reset()
-        with warnings.catch_warnings():  # Pillow's arrays are read-only; they are only read here
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            self._cm.update(torch.from_numpy(prediction), torch.from_numpy(label))
-        return self._cm.compute().numpy()
 
     def count(self, label_path: Path, prediction_path: Path) -> np.ndarray:
         """The pair's ``(K, K + 1)`` matrix; a size mismatch or a value outside the label set is a UserError."""
@@ -78,15 +81,9 @@ class PairCounter:
         if label.shape != prediction.shape:
             raise UserError(f"{prediction_path}: size {prediction.shape[1]}x{prediction.shape[0]} differs from its "
                             f"label {label_path.name} ({label.shape[1]}x{label.shape[0]})")
-        try:
-            raw = self._histogram(label, prediction)
-        except ValueError:  # a raw value beyond the label set's largest: find and name it
-            for array, bad, path, what in ((label, self.bad_label, label_path, "label"),
-                                           (prediction, self.bad_prediction, prediction_path, "prediction")):
-                self._check_values(np.bincount(array.reshape(-1), minlength=256), bad, path, what)
-            raise
-        self._check_values(raw.sum(1), self.bad_label[: self.raw_values], label_path, "label")
-        self._check_values(raw.sum(0), self.bad_prediction[: self.raw_values], prediction_path, "prediction")
+        raw = joint_histogram(label, prediction)
+        self._check_values(raw.sum(1), self.bad_label, label_path, "label")
+        self._check_values(raw.sum(0), self.bad_prediction, prediction_path, "prediction")
         flat = raw.reshape(-1)
         nonzero = np.flatnonzero(flat)
         cells = self.cell[nonzero]
@@ -114,14 +111,11 @@ def tp_fp_fn(matrix: np.ndarray) -> np.ndarray:
 _worker_counter: PairCounter | None = None
 
 
-def _init_worker(label_lut, prediction_lut, num_classes, one_thread: bool = True) -> None:
+def _init_worker(label_lut, prediction_lut, num_classes, in_worker: bool = True) -> None:
     global _worker_counter
-    import torch
-
-    if one_thread:  # a worker process; the in-process path leaves the caller's settings alone
+    if in_worker:  # the in-process path leaves the caller's signal handlers alone
         import signal
 
-        torch.set_num_threads(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool, one message
     _worker_counter = PairCounter(label_lut, prediction_lut, num_classes)
 
@@ -137,7 +131,7 @@ def _count_chunk(chunk: list[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarray
 
 
 def _context():
-    # fork shares the imported modules; workers set one torch thread before counting
+    # fork shares the imported modules, so a worker starts at once
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 
@@ -150,10 +144,7 @@ def default_workers() -> int:
 
 def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool = True):
     """Count every pair. Returns the ``(K, K + 1)`` matrix and ``(N, 3, K)`` per-image statistics."""
-    import torch  # noqa: F401 - imported before the workers fork, so they share it
     from tqdm import tqdm
-
-    from fairseg_bench.core.confusion import ConfusionMatrix  # noqa: F401 - likewise
 
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
@@ -166,7 +157,7 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
     results = []
     try:
         if workers == 1 or len(chunks) == 1:
-            _init_worker(*init, one_thread=False)
+            _init_worker(*init, in_worker=False)
             for chunk in chunks:
                 results.append(_count_chunk(chunk))
                 bar.update(len(chunk))
@@ -215,13 +206,11 @@ def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *
     pixels of each ground-truth class predicted as no evaluated class; they are false negatives,
     already inside ``iou``, and absent from the K x K ``confusion_matrix``).
     """
-    import torch
-
     from fairseg_bench.core.fairness import fairness_metrics
     from fairseg_bench.core.image_metrics import image_level_metrics
     from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou
     from fairseg_bench.results import SCHEMA_VERSION
-    from fairseg_bench.runner import environment
+    from fairseg_bench.results.environment import environment
 
     K = len(pairs.classes)
     square = _square(matrix)
@@ -241,7 +230,7 @@ def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *
         "sampler": None,
         "timing": {"wall_time_s": wall_time_s, "train_images_per_s": None,
                    "eval_images_per_s": len(pairs) / wall_time_s if wall_time_s > 0 else None},
-        "environment": environment(torch.device("cpu")),
+        "environment": environment("cpu"),
         "source": {"kind": "predictions", "path": str(source), "options": options},
         "files": {"ground_truth": len(pairs), "predictions": len(pairs), "unmatched_predictions": len(pairs.unmatched)},
     }
@@ -302,6 +291,6 @@ def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, 
 
 def _print_tables(target: Path, record: dict) -> None:
     """The per-class, fairness and image-level tables, as ``run`` prints them."""
-    from fairseg_bench.runner import print_tables
+    from fairseg_bench.report import print_tables
 
     print_tables([target], reference=record["method"])

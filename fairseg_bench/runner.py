@@ -24,9 +24,7 @@ import hashlib
 import io
 import json
 import os
-import platform
 import random
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -38,10 +36,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
-from fairseg_bench import __version__, engine
+from fairseg_bench import engine
 from fairseg_bench.config import ExperimentConfig, LauncherConfig, config_hash, dump_config, load_config
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import METRICS_FILE, SCHEMA_VERSION, read_metrics, write_atomic, write_json_atomic
+from fairseg_bench.results.environment import environment, git_commit  # noqa: F401 - runner's names
 from fairseg_bench.run_status import LOCK, lock_holder_alive, lock_text, write_status
 
 CHECKPOINT = "last.pt"
@@ -434,20 +433,6 @@ def _check_sampler_consistency(sampler, run_dir: Path, exp: Experiment) -> None:
 
 
 # ----------------------------------------------------------------------------- results
-def git_commit() -> str | None:
-    """The source tree's commit, if it is a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def environment(device: torch.device) -> dict:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return {"fairseg_bench": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "device": f"{device.type}: {name}", "git_commit": git_commit()}
 
 
 def metrics_record(exp: Experiment, loss, seed: int, cm: np.ndarray, per_image: dict, sampler,

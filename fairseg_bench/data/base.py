@@ -4,10 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from fairseg_bench.data.transforms import eval_transforms, train_transforms
 from fairseg_bench.errors import UserError
 
 IGNORE_INDEX = 255
@@ -38,6 +36,9 @@ def bitwise_palette(num_colours: int) -> np.ndarray:
 def default_transforms(split: str, *, augment: bool | None = None, crop_size=None, scale_range=(0.5, 2.0),
                        hflip: bool = True, color_jitter: float = 0.2, resize=None, ignore_index: int = IGNORE_INDEX):
     """Training augmentation on the train split (unless ``augment=False``), normalisation otherwise."""
+    # torchvision loads here, not at import: prediction folders read labels without it
+    from fairseg_bench.data.transforms import eval_transforms, train_transforms
+
     if augment is None:
         augment = split == "train"
     if augment:
@@ -46,7 +47,7 @@ def default_transforms(split: str, *, augment: bool | None = None, crop_size=Non
     return eval_transforms(resize)
 
 
-class FileSegmentationDataset(torch.utils.data.Dataset):
+class FileSegmentationDataset:  # a map-style dataset: DataLoader and Subset need only __getitem__/__len__
     """Image/label file pairs; labels mapped to class ids through a 256-entry lookup table.
 
     Subclasses set ``name``, ``classes``, ``palette`` and ``LUT`` and fill ``images``/``labels``;

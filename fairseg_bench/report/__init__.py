@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from fnmatch import fnmatch
 from pathlib import Path
@@ -255,3 +256,18 @@ def console_tables(paths, reference: str | None = None) -> tuple[str, list[str]]
 
     summary = summarize(read_results(paths), reference, n_boot=0)
     return render_summary(summary, "md", split=True), list(summary.warnings)
+
+
+def print_tables(paths, reference: str | None = None) -> None:
+    """Print :func:`console_tables` on stdout and its warnings on stderr; a UserError only warns.
+
+    The results are on disk when this runs, so a reason for missing tables is a warning, not a failure.
+    """
+    try:
+        text, warnings = console_tables(paths, reference)
+    except UserError as exc:
+        print(f"warning: no tables: {exc}", file=sys.stderr, flush=True)
+        return
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    print("\n" + text, flush=True)
