@@ -36,25 +36,26 @@ _CHUNK = 1  # pairs per worker task: a pair takes tens of ms, so balance beats b
 def joint_histogram(label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """(256, 256) int64 counts of (label value, prediction value) over the pixels of two uint8 maps.
 
-    Pixels are counted by runs: label maps and predictions are coherent, so neighbouring pixels
-    mostly share their (label, prediction) value, and one weighted ``bincount`` over the runs
-    avoids the stall of incrementing the same counter pixel after pixel. Maps with short runs
-    (noise) take a plain ``bincount`` instead.
+    Pixels are counted by runs: label maps and predictions are coherent, so a pixel mostly has the
+    (label, prediction) pair of its left neighbour, and one weighted ``bincount`` over the first
+    pixel of every run replaces a per-pixel count (which stalls on incrementing one counter pixel
+    after pixel, and needs the pair of every pixel built first). Maps with short runs (noise) take
+    the per-pixel count.
 
     Shape:
         label, prediction: ``(H, W)`` uint8 -> ``(256, 256)`` int64 (rows label, columns prediction).
     """
-    joint = label.astype(np.uint16).reshape(-1)
-    joint <<= 8
-    joint |= prediction.reshape(-1)
-    change = np.empty(joint.size, bool)
-    change[:1] = True
-    np.not_equal(joint[1:], joint[:-1], out=change[1:])
-    if np.count_nonzero(change) > joint.size // 4:
-        return np.bincount(joint, minlength=1 << 16).reshape(256, 256)
-    starts = np.flatnonzero(change)
-    lengths = np.diff(starts, append=joint.size)
-    counts = np.bincount(joint[starts], weights=lengths, minlength=1 << 16)
+    label, prediction = label.reshape(-1), prediction.reshape(-1)
+    run_starts = np.empty(label.size, bool)
+    run_starts[:1] = True
+    np.not_equal(label[1:], label[:-1], out=run_starts[1:])
+    run_starts[1:] |= prediction[1:] != prediction[:-1]
+    if np.count_nonzero(run_starts) > label.size // 4:
+        return np.bincount(label.astype(np.intp) << 8 | prediction, minlength=1 << 16).reshape(256, 256)
+    starts = np.flatnonzero(run_starts)
+    lengths = np.diff(starts, append=label.size)
+    counts = np.bincount(label[starts].astype(np.intp) << 8 | prediction[starts], weights=lengths,
+                         minlength=1 << 16)
     return counts.astype(np.int64).reshape(256, 256)  # exact: at most 2**53 pixels per image
 
 

@@ -126,3 +126,22 @@ def test_presets():
 def test_datasets_listing():
     proc = light("datasets")
     assert proc.returncode == 0 and "cityscapes" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("coherent", [True, False], ids=["runs", "per-pixel"])
+def test_the_numpy_count_is_the_per_pixel_count(coherent):
+    """The torch-free count, on both of its paths (long runs, noise), against ``np.add.at``."""
+    from fairseg_bench.predictions import joint_histogram
+
+    rng = np.random.default_rng(0)
+    if coherent:  # 8-px blocks of any value, a few rows changed: long runs
+        label = np.kron(rng.integers(0, 256, (8, 12)), np.ones((8, 8), np.int64)).astype(np.uint8)
+        prediction = label.copy()
+        prediction[::7] = 3
+    else:
+        label, prediction = (rng.integers(0, 256, (40, 30)).astype(np.uint8) for _ in range(2))
+    expected = np.zeros((256, 256), np.int64)
+    np.add.at(expected, (label.reshape(-1), prediction.reshape(-1)), 1)
+    counts = joint_histogram(label, prediction)
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, expected)
