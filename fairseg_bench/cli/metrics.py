@@ -20,8 +20,11 @@ from fairseg_bench.results.read import SCALES
 @click.option("--digits", default=2, show_default=True, type=click.IntRange(0, 10), help="Decimals in md/latex.")
 @click.option("--latex-env", default="table", show_default=True, type=click.Choice(LATEX_ENVIRONMENTS),
               help="LaTeX float (table* spans both columns of a two-column paper).")
+@click.option("--compare-tools", is_flag=True,
+              help="Instead: the mIoU and per-class IoU that torchmetrics, mmsegmentation, Hugging Face, detectron2 "
+                   "and cityscapesScripts would report from the same counts (needs confusion matrices; md or json).")
 def metrics(files, reference, fraction, strict, mixed_configs, labels, class_order, classes, fmt, scale, which,
-            split, digits, latex_env):
+            split, digits, latex_env, compare_tools=False):
     """Per-class IoU (Table 1) and fairness metrics (Table 3) of the methods in FILES.
 
     FILES: run folders (every metrics.json below them), metrics.json files, wide CSVs (a 'method'
@@ -35,6 +38,10 @@ def metrics(files, reference, fraction, strict, mixed_configs, labels, class_ord
 
     labels = parse_labels(labels)
     results = read_results(files, scale=scale, mixed_configs=mixed_configs, classes=classes)
+    if compare_tools:
+        from fairseg_bench.results.tool_rules import render_comparison
+
+        return click.echo(render_comparison(results, digits=digits, fmt=fmt), nl=False)
     summary = summarize(results, reference, fraction=fraction, n_boot=0, strict=strict)
     echo_warnings(summary)
     click.echo(render_summary(summary, fmt, which=which, split=split, digits=digits, labels=labels,
