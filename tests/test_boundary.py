@@ -152,6 +152,15 @@ def test_bad_labels_and_shapes_raise():
         boundary_counts(label, label[:5], 3)
     with pytest.raises(ValueError, match="outside"):
         boundary_counts_torch(torch.from_numpy(label), torch.from_numpy(label), 3)
+    with pytest.raises(ValueError, match="at least 1"):
+        boundary_counts(label, label, 9, width=0)
+
+
+def test_scatter_count_equals_bincount():
+    from fairseg_bench.core.boundary import _scatter_count  # the CUDA path's count, run on CPU here
+
+    keys = torch.from_numpy(np.random.default_rng(0).integers(0, 50, 1000).astype(np.int32))
+    assert torch.equal(_scatter_count(keys, 60), torch.bincount(keys, minlength=60))
 
 
 def torch_devices():

@@ -137,6 +137,14 @@ def _check_shapes(label, prediction) -> None:
                          f"and {tuple(prediction.shape)}")
 
 
+def _width(label, width: int | None) -> int:
+    """``d``: the given width, else :func:`boundary_width` of the image size."""
+    d = boundary_width(*label.shape[-2:]) if width is None else int(width)
+    if d < 1:
+        raise ValueError(f"the boundary width must be at least 1 pixel, got {width}")
+    return d
+
+
 def _raise_bad(bad: int) -> None:
     if bad:
         raise ValueError(f"{bad} label pixels hold a value outside [0, K) that is not the ignore index")
@@ -173,8 +181,7 @@ def boundary_counts(label: np.ndarray, prediction: np.ndarray, num_classes: int,
     label, prediction = np.asarray(label), np.asarray(prediction)
     _check_shapes(label, prediction)
     K = int(num_classes)
-    d = boundary_width(*label.shape[-2:]) if width is None else int(width)
-    keys, bad = _histogram_keys(label, prediction, K, ignore_index, d, np)
+    keys, bad = _histogram_keys(label, prediction, K, ignore_index, _width(label, width), np)
     _raise_bad(int(np.count_nonzero(bad)))
     flat = keys.reshape(-1, keys.shape[-2] * keys.shape[-1])
     hist = np.stack([_run_bincount(image, (K + 1) ** 2) for image in flat])
@@ -219,17 +226,23 @@ def _torch_histogram(label, prediction, num_classes: int, ignore_index: int, wid
     import torch
 
     K = num_classes
-    d = boundary_width(*label.shape[-2:]) if width is None else int(width)
-    keys, bad = _histogram_keys(label, prediction, K, ignore_index, d, torch)
+    keys, bad = _histogram_keys(label, prediction, K, ignore_index, _width(label, width), torch)
     keys = keys.reshape(-1, label.shape[-2] * label.shape[-1]).int()
     total = keys.shape[0] * (K + 1) ** 2  # one histogram per image
     keys = (keys + torch.arange(0, total, (K + 1) ** 2, device=keys.device, dtype=keys.dtype)[:, None]).reshape(-1)
     if keys.device.type == "cpu":  # counting by runs is several times faster than torch.bincount here
         hist = torch.from_numpy(_run_bincount(keys.numpy(), total))
     else:
-        hist = torch.zeros(total, dtype=torch.int64, device=keys.device)
-        hist.scatter_add_(0, keys.long(), torch.ones_like(keys, dtype=torch.int64))
+        hist = _scatter_count(keys, total)
     return hist.reshape(*label.shape[:-2], K + 1, K + 1), bad.sum()
+
+
+def _scatter_count(keys, total: int):
+    """``bincount(keys, minlength=total)`` as a scatter into fixed bins: no read-back to the host."""
+    import torch
+
+    hist = torch.zeros(total, dtype=torch.int64, device=keys.device)
+    return hist.scatter_add_(0, keys.long(), torch.ones_like(keys, dtype=torch.int64))
 
 
 def boundary_counts_torch(label, prediction, num_classes: int, *, ignore_index: int = 255,
@@ -269,7 +282,7 @@ class BoundaryIoU:
 
     def reset(self) -> None:
         """Forget everything counted so far."""
-        self._totals = None  # (intersection (K,), union (K,), bad-label count), numpy or on the device
+        self._totals: tuple | None = None  # (intersection (K,), union (K,), bad-label count), numpy or on the device
 
     def update(self, label, prediction):
         """Count a batch ``(N, H, W)`` or one image ``(H, W)``; returns per-image ``(intersection, union)``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,7 @@ def _mean_iou_per_sample(c: Counts) -> tuple[float, np.ndarray]:
     """``MeanIoU``: a score per (image, class) with a non-empty union in that image; mIoU
     (``per_class=False``) = their pooled mean; per class (``per_class=True``) = the mean over the
     images where the class has a union, -1 where it never has one."""
+    assert c.per_image is not None  # compare_tools skips this rule without per-image statistics
     tp, fp, fn = (c.per_image[k].astype(np.float64) for k in ("tp", "fp", "fn"))
     union = tp + fp + fn
     valid = union > 0
@@ -182,7 +184,7 @@ def _counts_of(result) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
     return result.confusion_matrix, void, result.per_image
 
 
-def compare_results(results) -> list[tuple[object, list[ToolScore], list[str]]]:
+def compare_results(results) -> list[tuple[Any, list[ToolScore], list[str]]]:
     """Per result (run or table entry) of a :class:`~fairseg_bench.results.read.Results`: its tool
     scores and the notes on what could not be computed."""
     out = []
