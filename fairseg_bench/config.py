@@ -65,7 +65,7 @@ def _bool(v):
 
 
 def _amp(v):
-    return v if isinstance(v, bool) or v == "bf16" else Bad("true, false or bf16")
+    return v if isinstance(v, bool) or v in ("auto", "bf16") else Bad("auto, bf16, true or false")
 
 
 def _string(v):
@@ -100,6 +100,13 @@ def _string_list(v):
     return tuple(v) if ok else Bad("a non-empty list of strings")
 
 
+def _loss_list(v):
+    """A YAML list of specs, or one string parsed as ``--losses`` is (``"tce:t=1,gamma=0.1"`` is one spec)."""
+    from fairseg_bench.loss_specs import split_loss_list
+
+    return _string_list(split_loss_list(v) if isinstance(v, str) else v)
+
+
 def _int_list(v):
     ok = isinstance(v, (list, tuple)) and v and all(_non_negative_int(s) == s for s in v)
     return tuple(v) if ok and len(set(v)) == len(v) else Bad("a non-empty list of distinct non-negative integers")
@@ -120,6 +127,7 @@ class DataConfig:
     root: str | None = _checked(None, _optional_string)
     train_options: dict = _checked({}, _mapping)
     val_options: dict = _checked({}, _mapping)
+    eval_split: str = _checked("val", _string)  # the split a run is evaluated on at the end (val_options apply)
     num_workers: int = _checked(0, _non_negative_int)
 
 
@@ -149,10 +157,10 @@ class TrainConfig:
     iters: int = _checked(600, _positive_int)
     batch_size: int = _checked(16, _positive_int)
     checkpoint_every: int = _checked(100, _positive_int)
-    # true: float16 autocast + GradScaler on CUDA, float32 on CPU; bf16: bfloat16 autocast on every
-    # device (no scaler; oneDNN's CPU convolutions run natively in it where the CPU has AVX512-BF16
-    # or AMX); false: float32 everywhere
-    amp: bool | str = _checked(True, _amp)
+    # auto: what the hardware runs natively (bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs that
+    # have it, float16 + GradScaler on older GPUs, float32 elsewhere; fairseg_bench.precision);
+    # bf16: bfloat16 on every device; true: float16 + GradScaler on CUDA, float32 on CPU; false: float32
+    amp: bool | str = _checked("auto", _amp)
     channels_last: bool = _checked(True, _bool)  # training on every device; CPU evaluation stays NCHW
 
 
@@ -194,7 +202,7 @@ class ExperimentConfig:
     """One experiment: every loss × seed trained with the same data, model and budget."""
 
     name: str = _checked("experiment", _string)
-    losses: tuple = _checked(("mcce",), _string_list)
+    losses: tuple = _checked(("mcce",), _loss_list)
     seeds: tuple = _checked((0,), _int_list)
     out: str = _checked("runs", _string)
     device: str = _checked("auto", _choice("auto", "cpu", "cuda"))

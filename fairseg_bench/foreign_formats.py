@@ -183,7 +183,7 @@ def _parse_hf(obj: dict, path: Path, classes=None, dataset=None) -> dict:
     values = [_number(v, path, "per_category_iou") for v in obj["per_category_iou"]]
     if classes is None and dataset is None:
         raise UserError(f"{path}: a Hugging Face mean_iou result names no classes; give them with --classes "
-                        "(a file, one name a line, or a dataset: cityscapes, ade20k, voc)")
+                        "(a file, one name a line, or a dataset: cityscapes, ade20k, voc, camvid)")
     if classes is None:
         classes = _dataset_classes(dataset)
     if len(values) != len(classes):

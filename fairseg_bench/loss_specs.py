@@ -22,7 +22,24 @@ from typing import Any
 
 from fairseg_bench.errors import UserError
 
-__all__ = ["LossSpec", "parse_loss_spec", "build_loss", "build_sampler", "available_losses"]
+__all__ = ["LossSpec", "parse_loss_spec", "split_loss_list", "build_loss", "build_sampler", "available_losses"]
+
+
+def split_loss_list(text: str) -> list[str]:
+    """``"mcce,focal,tce:t=0.1,gamma=0.2"`` -> ``["mcce", "focal", "tce:t=0.1,gamma=0.2"]``.
+
+    The one parser of a comma-separated loss list (the ``--losses`` option and a YAML string
+    alike): a ``key=value`` part without a ``:`` continues the previous spec's parameters.
+    """
+    specs: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if "=" in part and ":" not in part and specs:  # a further key=value of the previous spec
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
 
 
 # --------------------------------------------------------------------------- parameters

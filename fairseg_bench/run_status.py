@@ -2,7 +2,8 @@
 
 ``<out>/<experiment>/.sweep/<run>.json`` holds ``state`` (``queued``, ``running``, ``done`` or
 ``failed``), ``step`` and ``total``, the ``pid`` and ``host`` of the process training it, the
-``log`` file a launcher sends its output to, ``error`` for a failed run, the scheduler's
+``log`` file a launcher sends its output to, ``precision`` (what the run trains in there, e.g.
+``bfloat16 (native)``), ``error`` for a failed run, the scheduler's
 ``job_id`` and ``updated`` (a Unix time). The runner writes it as a run starts, at every
 checkpoint and at the end; launchers write ``queued`` at submission and read it to print one
 progress line per change; ``fairseg-bench status`` reads it. It never decides anything: a run
@@ -112,7 +113,7 @@ def _run_names(experiment: Path) -> list[str]:
 
 
 def run_row(run_dir: Path) -> dict:
-    """``run, state, step, where, note`` of one run, from its files (no torch, no lock taken)."""
+    """``run, state, step, precision, where, note`` of one run, from its files (no torch, no lock taken)."""
     record = read_status(run_dir)
     step = record.get("step")
     total = record.get("total")
@@ -136,7 +137,8 @@ def run_row(run_dir: Path) -> dict:
     else:
         state = "queued" if record else "not started"
     shown = f"{step}/{total}" if step is not None and total else ("" if step is None else str(step))
-    return {"run": run_dir.name, "state": state, "step": shown or "-", "where": where or "-", "note": note}
+    return {"run": run_dir.name, "state": state, "step": shown or "-", "precision": record.get("precision") or "-",
+            "where": where or "-", "note": note}
 
 
 def mark_queued(run_dirs, **fields) -> None:

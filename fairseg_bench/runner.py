@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Subset
 from fairseg_bench import engine
 from fairseg_bench.config import ExperimentConfig, LauncherConfig, config_hash, dump_config, load_config
 from fairseg_bench.errors import UserError
+from fairseg_bench.precision import Precision, emulation_warning, resolve_precision
 from fairseg_bench.results import METRICS_FILE, SCHEMA_VERSION, read_metrics, write_atomic, write_json_atomic
 from fairseg_bench.results.environment import environment, git_commit  # noqa: F401 - runner's names
 from fairseg_bench.run_status import LOCK, lock_holder_alive, lock_text, write_status
@@ -118,7 +119,7 @@ def prepare(cfg: ExperimentConfig, *, rank: int = 0, world_size: int = 1,
     device = device or resolve_device(cfg.device)
     data = cfg.data
     train_set = build_dataset(data.dataset, root=data.root, split="train", **data.train_options)
-    val_set = build_dataset(data.dataset, root=data.root, split="val", **data.val_options)
+    val_set = build_dataset(data.dataset, root=data.root, split=data.eval_split, **data.val_options)
     cache = folder / ".cache"
     if rank == 0:
         class_index = build_class_index(train_set, cache_dir=cache)
@@ -258,17 +259,13 @@ def use_channels_last(cfg: ExperimentConfig, device: torch.device, *, training: 
     return cfg.train.channels_last and (training or device.type == "cuda")
 
 
-def autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` on ``device``: bfloat16 for ``bf16`` on every device,
-    float16 for ``true`` on CUDA only (CPU float16 is slow), None (float32) otherwise."""
-    if amp == "bf16":
-        return torch.bfloat16
-    return torch.float16 if amp is True and device.type == "cuda" else None
-
-
-def use_grad_scaler(cfg: ExperimentConfig, device: torch.device) -> bool:
-    """float16 needs the GradScaler against gradient underflow; bfloat16 has float32's range."""
-    return autocast_dtype(cfg.train.amp, device) == torch.float16
+def run_precision(cfg: ExperimentConfig, device: torch.device) -> Precision:
+    """The precision of ``train.amp`` on ``device`` (``fairseg_bench.precision``); warns once if emulated."""
+    precision = resolve_precision(cfg.train.amp, device)
+    warning = emulation_warning(precision)
+    if warning:
+        log(f"warning: {warning}")
+    return precision
 
 
 def build_train_state(exp: Experiment, loss, seed: int) -> TrainState:
@@ -290,7 +287,7 @@ def build_train_state(exp: Experiment, loss, seed: int) -> TrainState:
     o = cfg.optim
     optimizer = engine.build_optimizer(model, o.name, o.lr, o.momentum, o.weight_decay)
     scheduler = engine.poly_schedule(optimizer, cfg.train.iters, o.poly_power)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_grad_scaler(cfg, device))
+    scaler = torch.amp.GradScaler(device.type, enabled=run_precision(cfg, device).grad_scaler)
     return TrainState(model, optimizer, scheduler, scaler, criterion, sampler)
 
 
@@ -350,7 +347,7 @@ def train_steps(state: TrainState, exp: Experiment, seed: int, run_dir: Path, re
             net, state.criterion, loader, state.sampler, state.optimizer, state.scheduler, state.scaler,
             device=device, start_step=state.step, total_steps=cfg.train.iters, history=state.history,
             checkpoint=checkpoint, checkpoint_every=cfg.train.checkpoint_every,
-            autocast=autocast_dtype(cfg.train.amp, device),
+            autocast=run_precision(cfg, device).dtype,
             channels_last=use_channels_last(cfg, device), images_per_step=cfg.train.batch_size,
             progress=exp.progress)
     except engine.NonFiniteLoss as exc:
@@ -371,7 +368,8 @@ def _train_and_evaluate(exp: Experiment, loss, seed: int, run_dir: Path) -> str:
     resumed = resume(state, exp, run_dir / CHECKPOINT)
     log(f"{run_dir}: training {loss.label} seed {seed} on {exp.device} ({state.step}/{cfg.train.iters} steps done)")
     if exp.rank == 0:
-        write_status(run_dir, "running", step=state.step, total=cfg.train.iters)
+        write_status(run_dir, "running", step=state.step, total=cfg.train.iters,
+                     precision=run_precision(cfg, exp.device).describe())
     train_steps(state, exp, seed, run_dir, resumed)
     evaluate_and_write(state, exp, loss, seed, run_dir)
     return "trained"
@@ -387,7 +385,7 @@ def evaluate_and_write(state: TrainState, exp: Experiment, loss, seed: int, run_
     if not channels_last:
         model.to(memory_format=torch.contiguous_format)
     eval_start = time.perf_counter()
-    cm, per_image = _evaluate(exp, model, autocast=autocast_dtype(cfg.train.amp, exp.device),
+    cm, per_image = _evaluate(exp, model, autocast=run_precision(cfg, exp.device).dtype,
                               channels_last=channels_last)
     eval_time = time.perf_counter() - eval_start
     if exp.rank == 0:
@@ -450,13 +448,23 @@ def metrics_record(exp: Experiment, loss, seed: int, cm: np.ndarray, per_image: 
     return {
         "schema_version": SCHEMA_VERSION, "experiment": exp.cfg.name, "method": loss.label,
         "loss_spec": loss.text, "seed": seed, "config_hash": exp.config_hash,
-        "config": _run_config(exp, loss, seed).resolved_dict(), "dataset": ds.name, "split": "val",
+        "config": _run_config(exp, loss, seed).resolved_dict(), "dataset": ds.name, "split": exp.cfg.data.eval_split,
         "steps": steps, "classes": list(ds.classes), "ignore_index": ds.ignore_index,
         "palette": np.asarray(ds.palette).tolist(), "confusion_matrix": cm, "per_image": per_image,
         "iou": iou, "miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
         "class_accuracy": class_accuracy(cm), "fairness": fairness_metrics(iou),
         "sampler": sampler_info, "timing": timing, "environment": environment(exp.device),
+        "precision": resolve_precision(exp.cfg.train.amp, exp.device).record(),
+        **image_keys(ds),
     }
+
+
+def image_keys(dataset) -> dict:
+    """``image_names`` (N stems, the order of ``per_image``) and ``image_attributes`` (e.g. CamVid's
+    ``{"sequence": [...]}``, Cityscapes' ``{"city": [...]}``) of a file dataset; {} for generated data."""
+    if not hasattr(dataset, "image_names"):
+        return {}
+    return {"image_names": dataset.image_names(), "image_attributes": dataset.image_attributes()}
 
 
 def history_frame(history: list[dict], classes: list[str]):
@@ -504,11 +512,10 @@ def train_here(exp: Experiment, losses) -> list[str]:
 def summarize_runs(exp: Experiment, folders: list[Path], report: bool) -> None:
     """The tables of the finished runs (and the report)."""
     finished = [f for f in folders if is_finished(f, exp.config_hash)]
-    if finished:
-        reference = read_metrics(finished[0]).method  # the first loss, unless it failed
-        print_tables(finished, reference=reference)
+    if finished:  # the default reference is the reader's rule (Results.resolve), the one `report` uses
+        print_tables(finished)
         if report:
-            write_report(exp.folder, reference=reference)
+            write_report(exp.folder)
 
 
 def train_single(cfg: ExperimentConfig, loss: str, seed: int) -> Path:
@@ -562,8 +569,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", ou
     exp = Experiment(cfg, dev, None, dataset, None, checkpoint.parent.parent, config_hash(run_cfg))
     loss = parse_losses(cfg)[0]
     start = time.perf_counter()
-    # the precision the run evaluated in, so that its confusion matrix is reproduced bit for bit
-    cm, per_image = _evaluate(exp, model, autocast=autocast_dtype(cfg.train.amp, dev), channels_last=False)
+    # the run's precision rule on this device: on the machine it trained on (or one of its kind), its
+    # confusion matrix is reproduced bit for bit
+    cm, per_image = _evaluate(exp, model, autocast=run_precision(cfg, dev).dtype, channels_last=False)
     elapsed = time.perf_counter() - start
     record = metrics_record(exp, loss, cfg.seeds[0], cm, per_image, None, int(state["step"]),
                             {"wall_time_s": elapsed, "train_images_per_s": None,
@@ -591,7 +599,7 @@ def print_tables(paths: list[Path], reference: str | None = None) -> None:
     print("\n" + text, flush=True)
 
 
-def write_report(folder: Path, reference: str) -> None:
+def write_report(folder: Path, reference: str | None = None) -> None:
     """Write ``<folder>/report`` (tables, figures, HTML); a failure only warns."""
     try:
         from fairseg_bench.report import build_report

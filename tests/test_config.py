@@ -80,7 +80,7 @@ def test_name_defaults_to_file_stem(tmp_path):
     ("train: {iters: abc}", "x.yaml: train.iters must be a positive integer, got 'abc'"),
     ("train: {iters: 0}", "train.iters must be a positive integer, got 0"),
     ("train: {iters: 2.5}", "train.iters must be a positive integer, got 2.5"),
-    ("train: {amp: 'yes'}", "train.amp must be true, false or bf16, got 'yes'"),
+    ("train: {amp: 'yes'}", "train.amp must be auto, bf16, true or false, got 'yes'"),
     ("optim: {lr: -1}", "optim.lr must be a number > 0, got -1"),
     ("optim: {momentum: 1.5}", "optim.momentum must be a number >= 0 and <= 1, got 1.5"),
     ("optim: {name: rmsprop}", "optim.name must be one of sgd, adam, adamw, got 'rmsprop'"),

@@ -217,13 +217,13 @@ def test_rgb_label_png_is_an_error(voc_root):
 # ---------------------------------------------------------------- registry and CLI
 
 def test_registry_lists_choices_on_unknown_name():
-    assert available_datasets() == ["ade20k", "cityscapes", "synthetic", "voc"]
-    with pytest.raises(UserError, match="choose one of ade20k, cityscapes, synthetic, voc"):
+    assert available_datasets() == ["ade20k", "camvid", "cityscapes", "synthetic", "voc"]
+    with pytest.raises(UserError, match="choose one of ade20k, camvid, cityscapes, synthetic, voc"):
         build_dataset("kitti")
     with pytest.raises(UserError, match="takes no data root"):
         build_dataset("synthetic", root="/data")
     assert {n: DATASETS[n].num_classes for n in available_datasets()} == {
-        "ade20k": 150, "cityscapes": 19, "synthetic": 19, "voc": 21}
+        "ade20k": 150, "camvid": 11, "cityscapes": 19, "synthetic": 19, "voc": 21}
 
 
 def test_check_root_valid_trees(cityscapes_root, ade_root, voc_root, tmp_path):

@@ -148,3 +148,33 @@ def test_report_refuses_runs_of_different_configs(tiny, tmp_path, capsys):
                              "--no-figures", "--mixed-configs", "--format", "md")
     assert code == 0, err
     assert "different configs" in (tmp_path / "rep" / "report.md").read_text()  # said in a note
+
+
+def test_run_and_report_render_the_same_tables_against_the_same_reference(tmp_path):
+    """``run --losses tce,mcce`` and ``report`` on its folder: the same default reference (mcce), the
+    same numbers, whatever order the losses were given in."""
+    (tmp_path / "tiny.yaml").write_text(TINY.replace("seeds: [0, 1]", "seeds: [0]"))
+    proc = fairseg("run", "-c", tmp_path / "tiny.yaml", "--losses", "tce,mcce", "--out", tmp_path / "runs", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "runs" / "tiny"
+    again = fairseg("report", folder, "--out", tmp_path / "report")
+    assert again.returncode == 0, again.stderr
+    for name in ("table1.csv", "table3.csv", "table1_delta.csv"):
+        assert (folder / "report" / name).read_bytes() == (tmp_path / "report" / name).read_bytes(), name
+    for page in (folder / "report" / "index.html", tmp_path / "report" / "index.html"):
+        assert "<th>reference</th><td>mcce (" in page.read_text()
+    printed = printed_tables(proc.stdout)
+    table3 = pd.read_csv(tmp_path / "report" / "table3.csv").set_index("method")
+    assert printed["tce-t1"][PRINTED["sorted_bottom"]] == format_number(table3.loc["tce-t1", "sorted_bottom"], 1)
+
+
+@pytest.mark.parametrize("raw", ['"mcce,tce:t=1,gamma=0.1,focal:gamma=2"',
+                                 '[mcce, "tce:t=1,gamma=0.1", "focal:gamma=2"]'])
+def test_a_loss_list_means_the_same_as_a_yaml_string_a_yaml_list_and_an_option(tmp_path, raw):
+    from fairseg_bench.cli.run import _losses
+    from fairseg_bench.config import load_config
+
+    (tmp_path / "c.yaml").write_text(f"losses: {raw}\n")
+    expected = ("mcce", "tce:t=1,gamma=0.1", "focal:gamma=2")
+    assert load_config(tmp_path / "c.yaml").losses == expected
+    assert _losses(None, None, "mcce,tce:t=1,gamma=0.1,focal:gamma=2") == expected

@@ -292,7 +292,7 @@ def test_unmatched_predictions_are_a_counted_warning(cityscapes, tmp_path, capsy
 
 @pytest.mark.parametrize("args, expected", [
     (["--dataset", "synthetic"], "cannot be read from prediction folders"),
-    ([], "give --dataset (cityscapes, ade20k, voc) with --root"),
+    ([], "give --dataset (cityscapes, ade20k, voc, camvid) with --root"),
     (["--dataset", "voc", "--ids", "train"], "--ids train applies to cityscapes only"),
     (["--checkpoint", "x.pt"], "exactly one of --checkpoint"),
     (["--dataset", "cityscapes", "--labels", "."], "not both"),

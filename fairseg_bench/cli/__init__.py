@@ -25,6 +25,7 @@ COMMANDS = {
     "check": "fairseg_bench.cli.check:check",
     "presets": "fairseg_bench.cli.presets:presets",
     "status": "fairseg_bench.cli.status:status",
+    "doctor": "fairseg_bench.cli.doctor:doctor",
 }
 
 

@@ -13,7 +13,7 @@ _PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "l
               help="A run's last.pt (its config.yaml must sit beside it).")
 @click.option("--predictions", type=click.Path(file_okay=False),
               help="A folder of prediction PNGs (class ids; palette or greyscale), one per ground-truth image.")
-@click.option("--dataset", help="cityscapes, ade20k or voc (with --predictions).")
+@click.option("--dataset", help="cityscapes, ade20k, voc or camvid (with --predictions).")
 @click.option("--data-root", "--root", "data_root", type=click.Path(file_okay=False),
               help="Dataset folder (default for --checkpoint: the run's).")
 @click.option("--split", default="val", show_default=True)

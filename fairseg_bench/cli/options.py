@@ -63,7 +63,8 @@ def _classes(ctx, param, value):
 def classes_option(func):
     """``--classes FILE|DATASET`` for result files of other tools."""
     return click.option("--classes", "classes", default=None, metavar="FILE|DATASET", callback=_classes,
-                        help="Class names (a file, one a line) or a dataset (cityscapes, ade20k, voc) for other "
+                        help="Class names (a file, one a line) or a dataset (cityscapes, ade20k, voc, camvid) for "
+                             "other "
                              "tools' result files: a Hugging Face mean_iou file names no classes; mmsegmentation "
                              "and detectron2 names must match them.")(func)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.loss_specs import describe_losses
+from fairseg_bench.loss_specs import describe_losses, split_loss_list
 
 
 def _seeds(ctx, param, value):
@@ -24,14 +24,7 @@ def _losses(ctx, param, value):
     """``mcce,focal,tce:t=0.1`` -> specs; commas inside a spec's parameters stay with it."""
     if value is None:
         return None
-    specs: list[str] = []
-    for part in (p.strip() for p in value.split(",")):
-        if not part:
-            continue
-        if "=" in part and ":" not in part and specs:  # a further key=value of the previous spec
-            specs[-1] += "," + part
-        else:
-            specs.append(part)
+    specs = split_loss_list(value)
     if not specs:
         raise UserError(f"--losses {value!r}: expected loss specs like mcce,focal,tce:t=1")
     return tuple(specs)

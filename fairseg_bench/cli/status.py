@@ -16,8 +16,9 @@ def status(out):
     if not rows:
         click.echo(f"{out}: no runs found")
         return
-    headers = ("run", "state", "step", "where", "log / error")
-    cells = [headers] + [tuple(str(row[k]) for k in ("run", "state", "step", "where", "note")) for row in rows]
+    headers = ("run", "state", "step", "precision", "where", "log / error")
+    keys = ("run", "state", "step", "precision", "where", "note")
+    cells = [headers] + [tuple(str(row[k]) for k in keys) for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(headers) - 1)]
     for line in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths)) + "  " + line[-1])

@@ -39,6 +39,11 @@ class CityscapesSegmentation(FileSegmentationDataset):
     palette = CITYSCAPES_PALETTE
     LUT = label_lut(_MAPPING)
 
+    @classmethod
+    def name_attributes(cls, name: str) -> dict[str, str]:
+        """The city an image was taken in: its name up to the first ``_`` (``aachen_000000_000019``)."""
+        return {"city": name.split("_", 1)[0]}
+
     def __init__(self, root=None, split: str = "train", transforms=None, **options):
         from torchvision.datasets import Cityscapes
 

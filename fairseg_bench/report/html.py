@@ -82,6 +82,18 @@ def _config_text(run) -> str:
     return yaml.safe_dump(run.record.get("config") or {}, sort_keys=False) or "(no config recorded)"
 
 
+def _precisions(data: Results) -> str:
+    """What the runs trained and evaluated in, e.g. ``bfloat16, native, on cpu (3 runs)``; '' if unrecorded."""
+    counts: dict[str, int] = {}
+    for run in data.runs:
+        p = (run.record or {}).get("precision")
+        if p:
+            key = p["autocast"] + ("" if p["autocast"] == "float32" else (", native" if p["native"] else ", emulated"))
+            key += f", on {p['device']}"
+            counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in counts.items())
+
+
 def render_html(data: Results, summary: Summary, tables: list, figures: list[tuple[str, str, object]],
                 title: str = "fairseg-bench report") -> str:
     """The page as a string.
@@ -106,6 +118,9 @@ def render_html(data: Results, summary: Summary, tables: list, figures: list[tup
         ("intervals", summary.interval),
         ("inputs", "; ".join(sources)),
     ]
+    precisions = _precisions(data)
+    if precisions:
+        meta.append(("precision", precisions))
     experiments = sorted({r.experiment for r in data.runs if r.experiment})
     if experiments:
         meta.insert(0, ("experiment", ", ".join(experiments)))

@@ -89,10 +89,15 @@ class Results:
         return np.stack([r.iou for r in self.runs_of(method)])
 
     def resolve(self, label: str | None, *, what: str = "reference") -> str:
-        """The method named ``label`` (exact, else case-insensitive); default the first MCCE, else the first."""
+        """The method named ``label`` (exact, else case-insensitive).
+
+        Default: the first MCCE in label order, else the first label in order; by name, not by the
+        order the inputs came in, so ``run`` and ``report`` on one folder pick the same reference.
+        """
         methods = self.methods
         if label is None:
-            return next((m for m in methods if m.lower().rsplit("/", 1)[-1].startswith("mcce")), methods[0])
+            ordered = sorted(methods)
+            return next((m for m in ordered if m.lower().rsplit("/", 1)[-1].startswith("mcce")), ordered[0])
         if label in methods:
             return label
         matches = [m for m in methods if m.lower() == label.lower()]
