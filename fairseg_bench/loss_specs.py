@@ -176,6 +176,11 @@ _REGISTRY: dict[str, LossEntry] = {
         "rcs",
         "Rare Class Sampling: MCCE on batches drawn with P(c) ~ exp((1 - f_c) / T)",
     ),
+    "cus": LossEntry(
+        {"min_pixels": Param(int, 1, _at_least_one, "minpx")},
+        "cus",
+        "class-uniform image sampling: MCCE on batches of a uniformly drawn class (Stochastic TCE at fixed weights)",
+    ),
     "lovasz": LossEntry(
         {"per_image": Param(str, "false", _choice, "perimage", choices=("false", "true"))},
         None,
@@ -366,7 +371,7 @@ def build_loss(spec: str | LossSpec, *, num_classes: int, class_pixel_counts=Non
     p = spec.params
     if spec.name == "tce" and p["estimate"] == "class":
         return core.CrossEntropyLoss(ignore_index, class_stats=True)
-    if spec.name in ("mcce", "tce", "rcs"):
+    if spec.name in ("mcce", "tce", "rcs", "cus"):
         return core.CrossEntropyLoss(ignore_index)
     if spec.name in _BASELINES:
         return _BASELINES[spec.name](spec, num_classes, class_pixel_counts, class_image_counts, ignore_index)
@@ -457,7 +462,7 @@ def _class_weights(spec: LossSpec, class_pixel_counts, num_classes: int, normali
 
 def build_sampler(spec: str | LossSpec, *, class_index, batch_size: int, num_batches: int, seed: int = 0, rank: int = 0,
                   world_size: int = 1, class_names=None):
-    """The batch sampler for a spec: Stochastic TCE, Rare Class Sampling or uniform batches.
+    """The batch sampler for a spec: Stochastic TCE, Rare Class Sampling, class-uniform or uniform batches.
 
     Args:
         spec: spec text or a parsed :class:`LossSpec`.
@@ -476,4 +481,6 @@ def build_sampler(spec: str | LossSpec, *, class_index, batch_size: int, num_bat
         return sampling.StochasticTCESampler(class_index, batch_size, **options, **common)
     if spec.sampler == "rcs":
         return sampling.RareClassSampler(class_index, batch_size, **options, **common)
+    if spec.sampler == "cus":
+        return sampling.ClassUniformSampler(class_index, batch_size, **options, **common)
     return sampling.UniformBatchSampler(class_index.num_images, batch_size, **common)

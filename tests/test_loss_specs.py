@@ -43,7 +43,7 @@ def test_every_registered_loss_builds_and_trains(name):
 
 def test_registry_names():
     assert set(available_losses()) == {"mcce", "wce", "focal", "tce", "tce-image", "tce-class", "tce-online", "rcs",
-                                       "lovasz", "dice", "dice-ce", "cb", "la", "ohem"}
+                                       "cus", "lovasz", "dice", "dice-ce", "cb", "la", "ohem"}
     assert fairseg_bench.build_loss is build_loss
 
 
@@ -160,6 +160,7 @@ BATCH = {"estimate": "batch"}
         ("tce-online:t=1", "tce-online", {"t": 1.0, "gamma": 0.1}, "tce-online-t1", None),
         ("tce-online:t=1,gamma=0.3", "tce-online", {"t": 1.0, "gamma": 0.3}, "tce-online-t1-g0.3", None),
         ("rcs", "rcs", {"min_pixels": 1}, "rcs", "rcs"),
+        ("cus", "cus", {"min_pixels": 1}, "cus", "cus"),
         ("rcs:temperature=0.1", "rcs", {"temperature": 0.1, "min_pixels": 1}, "rcs-temp0.1", "rcs"),
     ],
 )
@@ -261,6 +262,7 @@ def _class_index():
         ("lovasz", "UniformBatchSampler", {}),
         ("rcs:temperature=0.3", "RareClassSampler", {"temperature": 0.3}),
         ("rcs", "RareClassSampler", {}),
+        ("cus", "ClassUniformSampler", {"min_pixels": 1}),
         ("mcce", "UniformBatchSampler", {}),
         ("focal:gamma=1", "UniformBatchSampler", {}),
         ("tce-online:t=1", "UniformBatchSampler", {}),

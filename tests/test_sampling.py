@@ -509,3 +509,28 @@ def test_two_gloo_processes_keep_identical_state_and_draw_different_images(tmp_p
     for c in results[0]["classes"]:
         reference.update(c, 0.8 + 0.3 * c if estimate == "batch" else (1.2 + 0.5 * c) / 5)
     np.testing.assert_allclose(states[0]["log_tilted_losses"].numpy(), reference.log_tilted, rtol=1e-12)
+
+
+def test_class_uniform_sampler_draws_every_eligible_class_equally_and_never_moves():
+    """``cus``: the class draw is uniform over the classes present in some image, whatever the losses."""
+    from fairseg_bench.core.class_index import ClassIndex
+    from fairseg_bench.core.sampling import ClassUniformSampler
+
+    counts = np.zeros((30, 5), np.int64)
+    counts[:, 0] = 100          # in every image
+    counts[:3, 1] = 2           # in 3 images
+    counts[10:20, 2] = 7
+    counts[5, 4] = 1            # class 3 in none: left out of the draw
+    with pytest.warns(UserWarning, match="left out"):
+        sampler = ClassUniformSampler(ClassIndex(counts), 4, num_batches=4000, seed=0)
+    expected = np.array([0.25, 0.25, 0.25, 0.0, 0.25])
+    np.testing.assert_array_equal(sampler.weights, expected)
+    draws = []
+    for batch in sampler:
+        c = sampler.current_class
+        draws.append(c)
+        assert all(counts[i, c] >= 1 for i in batch)  # every image holds the drawn class
+        sampler.update(float(c))  # a loss that would move an adaptive sampler
+    np.testing.assert_array_equal(sampler.weights, expected)
+    shares = np.bincount(draws, minlength=5) / len(draws)
+    assert shares[3] == 0 and np.abs(shares - expected).max() < 0.03  # 4000 draws: sd ~0.007

@@ -375,6 +375,28 @@ class _ClassBatchSampler(_BatchSampler):
         self._histogram = state["draw_histogram"].numpy().astype(np.int64).copy()
 
 
+class ClassUniformSampler(_ClassBatchSampler):
+    """Class-uniform image sampling: a class drawn uniformly, then a batch uniformly from its ``D_c``.
+
+    Stochastic TCE at fixed uniform weights (its ``t -> 0`` limit): the ablation that says what the
+    adaptive weights add. Classes present in no image (``D_c`` empty) are left out of the draw.
+
+    Args:
+        class_index: per-image class pixel counts.
+        batch_size: images per batch (per rank).
+        num_batches: total batches to yield over the whole run.
+        min_pixels: an image belongs to ``D_c`` if it holds at least this many pixels of c.
+        seed: class draws use ``seed`` (same on all ranks), images ``(seed, rank, batch)``.
+        rank, world_size: this process's place in distributed training.
+        class_names: optional names, used in the warning about classes left out.
+    """
+
+    def __init__(self, class_index: ClassIndex, batch_size: int, *, num_batches: int, min_pixels: int = 1,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, class_names: Sequence[str] | None = None):
+        super().__init__(class_index, batch_size, num_batches=num_batches, min_pixels=min_pixels,
+                         seed=seed, rank=rank, world_size=world_size, class_names=class_names)
+
+
 class RareClassSampler(_ClassBatchSampler):
     """Rare Class Sampling (DAFormer): static ``P(c) ∝ exp((1 - f_c) / T)``, then images from ``D_c``.
 
