@@ -221,6 +221,14 @@ def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, sc
     return step
 
 
+def logits_at(logits: torch.Tensor, size) -> torch.Tensor:
+    """``logits`` (B, K, h, w) upsampled bilinearly to the label's ``size`` (H, W) when they differ
+    (a model fed downscaled frames, evaluated on the label files' pixels)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return nn.functional.interpolate(logits.float(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 255,
              device: torch.device, autocast: torch.dtype | None = None, channels_last: bool = False,
@@ -236,7 +244,7 @@ def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             logits = model(images)
-        cm.update(logits.argmax(1), target)
+        cm.update(logits_at(logits, target.shape[-2:]).argmax(1), target)
     return cm
 
 
@@ -250,7 +258,7 @@ def predict_samples(model: nn.Module, dataset, count: int, *, device: torch.devi
     images, targets, preds = [], [], []
     for i in range(min(count, len(dataset))):
         image, target = dataset[i]
-        pred = model(image[None].to(device)).argmax(1)[0].cpu()
+        pred = logits_at(model(image[None].to(device)), target.shape).argmax(1)[0].cpu()
         raw = dataset.image(i)
         if raw.shape[:2] != tuple(target.shape):  # val transforms resized it: follow the label's size
             raw = nn.functional.interpolate(torch.from_numpy(raw).permute(2, 0, 1)[None].float(),

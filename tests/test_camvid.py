@@ -109,6 +109,32 @@ def test_frame_size_downscales_once_and_keys_the_class_index(root, labels):
             lambda bad=bad: build_dataset("camvid", root=root, split="val", frame_size=bad))
 
 
+def test_full_size_labels_evaluate_the_label_files_pixels(root, labels):
+    """Downscaled frames in, logits upsampled to the label file's size: the confusion matrix counts
+    every pixel of the full-size labels, against a brute force with torch's bilinear upsampling."""
+    import torch
+
+    from fairseg_bench import engine
+
+    ds = build_dataset("camvid", root=root, split="test", frame_size=[12, 20], full_size_labels=True)
+    image, target = ds[1]
+    assert image.shape == (3, 12, 20) and tuple(target.shape) == labels["test"][1].shape
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 11, 3, padding=1).eval()
+    loader = torch.utils.data.DataLoader(ds, batch_size=2)
+    cm = engine.evaluate(model, loader, 11, device=torch.device("cpu"), progress=False).compute().numpy()
+    expected = np.zeros((11, 11), np.int64)
+    for i in range(len(ds)):
+        x, y = ds[i]
+        with torch.no_grad():
+            up = torch.nn.functional.interpolate(model(x[None]), size=tuple(y.shape), mode="bilinear")
+        pred, y = up.argmax(1)[0].numpy(), y.numpy()
+        keep = y != 255
+        np.add.at(expected, (y[keep], pred[keep]), 1)
+    np.testing.assert_array_equal(cm, expected)
+    assert cm.sum() == sum(int((lab != 11).sum()) for lab in labels["test"])
+
+
 # ----------------------------------------------------------------------------- bad roots
 def test_valid_root(root):
     assert check_root(root) is None and DATASETS["camvid"].check_root(root) is None

@@ -53,7 +53,10 @@ class FileSegmentationDataset:  # a map-style dataset: DataLoader and Subset nee
     Subclasses set ``name``, ``classes``, ``palette`` and ``LUT`` and fill ``images``/``labels``;
     they may read attributes off image names (``name_attributes``). With ``frame_size=(H, W)``
     every frame is decoded once, downscaled (image bilinear with antialiasing, label nearest) and
-    kept in memory: ``image``/``label`` and the transforms then see the small frame.
+    kept in memory: ``image``/``label`` and the transforms then see the small frame. With
+    ``full_size_labels=True`` as well (evaluation), only the image is downscaled: the model sees the
+    small frame, its logits are upsampled to the label (``engine.evaluate``), and the metrics count
+    the label file's own pixels, as ``evaluate --predictions`` does.
     """
 
     name = ""
@@ -63,12 +66,15 @@ class FileSegmentationDataset:  # a map-style dataset: DataLoader and Subset nee
     LUT = np.full(256, -1, np.int16)
 
     def __init__(self, root, split: str, images: list[str], labels: list[str], transforms=None, frame_size=None,
-                 **options):
+                 full_size_labels: bool = False, **options):
         if not images:
             raise UserError(f"{self.name}: no images found for split {split!r} under {root}")
         self.root, self.split = Path(root), split
         self.images, self.labels = list(images), list(labels)
         self.frame_size = self._checked_frame_size(frame_size)
+        if not isinstance(full_size_labels, bool):
+            raise UserError(f"full_size_labels {full_size_labels!r}: expected true or false")
+        self.full_size_labels = full_size_labels and self.frame_size is not None
         self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (image, raw label), frame_size only
         self.transforms = transforms if transforms is not None else default_transforms(split, **options)
 
@@ -112,8 +118,9 @@ class FileSegmentationDataset:  # a map-style dataset: DataLoader and Subset nee
         return self._decode_image(index)
 
     def raw_label(self, index: int) -> np.ndarray:
-        """The label file's values as stored (before mapping), uint8 (H, W); ``frame_size`` when set."""
-        if self.frame_size is not None:
+        """The label file's values as stored (before mapping), uint8 (H, W); ``frame_size`` when set
+        (unless ``full_size_labels``)."""
+        if self.frame_size is not None and not self.full_size_labels:
             return self._frame(index)[1]
         return self._decode_label(index)
 
@@ -169,7 +176,8 @@ class FileSegmentationDataset:  # a map-style dataset: DataLoader and Subset nee
 
     def __getitem__(self, index: int):
         image, label = self.image(index), self.label(index)
-        self._check_sizes(index, image, label)
+        if not self.full_size_labels:  # (else the frame is smaller than its label by design)
+            self._check_sizes(index, image, label)
         image, target = self.transforms(image, label)
         return image, target
 
