@@ -3,9 +3,11 @@
 Four variants: the contiguous float32 layout the CPU trained in before; the model in
 channels_last with its NHWC logits going straight into the loss; ``engine.to_channels_last``
 (channels_last model, logits copied back to NCHW for the loss) in float32, what ``run`` trains
-with under ``train.amp: true`` on CPU; and the same under bfloat16 autocast (``train.amp: bf16``,
-the presets' CPU default: oneDNN runs the convolutions natively in bfloat16 on CPUs with
-AVX512-BF16 or AMX).
+with under ``train.amp: false``; and the same under bfloat16 autocast (``train.amp: bf16``:
+oneDNN runs the convolutions natively in bfloat16 on CPUs with AVX512-BF16 or AMX, and emulates
+it ~10x slower elsewhere). The table marks the variant ``train.amp: auto`` (the presets' default)
+picks on this machine: bfloat16 where it is native, channels_last float32 elsewhere.
+``ONEDNN_MAX_CPU_ISA=AVX2`` shows what an AVX2-only CPU runs.
 
 The step: a model (``--model``, default ``unet_small``), a batch of synthetic 64×128 images,
 the library's MCCE, Adam. Both layouts run in the same process from the same weights and batch,
@@ -30,11 +32,12 @@ from fairseg_bench import engine
 from fairseg_bench.data import build_dataset
 from fairseg_bench.loss_specs import build_loss, parse_loss_spec
 from fairseg_bench.models import build_model
+from fairseg_bench.precision import resolve_precision
 
 # name: (layout, autocast dtype)
 VARIANTS = {"contiguous, float32 (before)": (torch.contiguous_format, None),
             "channels_last, NHWC logits, float32": (torch.channels_last, None),
-            "channels_last, float32 (amp: true)": ("engine", None),
+            "channels_last, float32 (amp: false)": ("engine", None),
             "channels_last, bfloat16 (amp: bf16)": ("engine", torch.bfloat16)}
 
 
@@ -114,17 +117,21 @@ def main(argv=None) -> None:
     for r in range(args.rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             times[name].append(timed(steps[name], args.steps))
+    auto = resolve_precision("auto", torch.device("cpu"))
+    chosen = names[3] if auto.dtype == torch.bfloat16 else names[2]
     base = names[0]
     wall0 = statistics.median(t[0] for t in times[base])
     cpu0 = statistics.median(t[1] for t in times[base])
     print(f"\n{args.model}, batch {args.batch} × {args.size.replace(',', '×')}, {args.threads} thread(s), "
-          f"{args.rounds} alternating rounds of {args.steps} steps; medians\n")
+          f"{args.rounds} alternating rounds of {args.steps} steps; medians; bfloat16 "
+          f"{'native' if auto.dtype is not None else 'emulated'} here: train.amp: auto picks {auto.name}\n")
     print("| layout | wall s/step | CPU s/step | speed-up (wall) | speed-up (CPU) |")
     print("|---|---:|---:|---:|---:|")
     for name in names:
         wall = statistics.median(t[0] for t in times[name])
         cpu = statistics.median(t[1] for t in times[name])
-        print(f"| {name} | {wall:.3f} | {cpu:.3f} | {wall0 / wall:.2f}× | {cpu0 / cpu:.2f}× |")
+        mark = " ← amp: auto" if name == chosen else ""
+        print(f"| {name}{mark} | {wall:.3f} | {cpu:.3f} | {wall0 / wall:.2f}× | {cpu0 / cpu:.2f}× |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """MCCE's learning curve on CamVid: per-class IoU on val along one run, and on test at the end.
 
+Val is scored on the downscaled labels (a cheap curve), test on the label files' own pixels
+(the model's logits upsampled), as the ``camvid`` preset evaluates.
+
 Trains with the harness's components (the ``camvid`` dataset with ``frame_size`` frames in
 memory, ``build_model``, the ``mcce`` loss, Adam and the poly schedule, channels_last, one thread,
 ``train.amp: auto``'s precision unless ``--float32``) and evaluates at the given steps; prints
@@ -66,7 +69,8 @@ def main() -> None:
     train = build_dataset("camvid", root=a.root, split="train", frame_size=frame, crop_size=crop,
                           scale_range=[float(v) for v in a.scale.split(",")])
     val = build_dataset("camvid", root=a.root, split="val", frame_size=frame)
-    test = build_dataset("camvid", root=a.root, split="test", frame_size=frame)
+    # test as the preset evaluates it: the model on the small frames, the label files' own pixels
+    test = build_dataset("camvid", root=a.root, split="test", frame_size=frame, full_size_labels=True)
     precision = resolve_precision(False if a.float32 else "auto", torch.device("cpu"))
     torch.manual_seed(a.seed)
     model = engine.to_channels_last(build_model(a.model, num_classes=train.num_classes))

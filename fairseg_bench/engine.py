@@ -249,6 +249,33 @@ def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 
 
 
 @torch.inference_mode()
+def save_predictions(model: nn.Module, loader, folder, names: list[str], palette, *, device: torch.device,
+                     autocast: torch.dtype | None = None, progress: bool = True) -> int:
+    """Write ``<name>.png`` per image of ``loader`` (in order): the predicted class ids at the label's
+    size, as a palette PNG (index = class id), the form ``evaluate --predictions`` reads. Returns the count."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = np.asarray(palette, np.uint8).reshape(-1).tolist()
+    model.eval()
+    written = 0
+    for images, target in tqdm(loader, desc="predictions", disable=not progress, dynamic_ncols=True):
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits = model(images.to(device))
+        for pred in logits_at(logits, target.shape[-2:]).argmax(1).byte().cpu().numpy():
+            png = Image.fromarray(pred, mode="P")
+            png.putpalette(colours)
+            buffer = io.BytesIO()
+            png.save(buffer, format="PNG")
+            write_atomic(folder / f"{names[written]}.png", buffer.getvalue())
+            written += 1
+    return written
+
+
+@torch.inference_mode()
 def predict_samples(model: nn.Module, dataset, count: int, *, device: torch.device) -> dict[str, np.ndarray]:
     """``image`` (S,H,W,3), ``target`` (S,H,W) and ``pred`` (S,H,W) uint8 for the first S images.
 
@@ -261,7 +288,7 @@ def predict_samples(model: nn.Module, dataset, count: int, *, device: torch.devi
         pred = logits_at(model(image[None].to(device)), target.shape).argmax(1)[0].cpu()
         raw = dataset.image(i)
         if raw.shape[:2] != tuple(target.shape):  # val transforms resized it: follow the label's size
-            raw = nn.functional.interpolate(torch.from_numpy(raw).permute(2, 0, 1)[None].float(),
+            raw = nn.functional.interpolate(torch.tensor(raw).permute(2, 0, 1)[None].float(),
                                             size=tuple(target.shape), mode="bilinear")[0]
             raw = raw.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
         images.append(raw)

@@ -541,11 +541,14 @@ def train_single(cfg: ExperimentConfig, loss: str, seed: int) -> Path:
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", out: str | None = None,
-                        data_root: str | None = None, device: str = "auto", quiet: bool = False) -> Path:
+                        data_root: str | None = None, device: str = "auto", quiet: bool = False,
+                        save_predictions: str | os.PathLike | None = None) -> Path:
     """Evaluate a saved model on ``split``; writes ``metrics.json`` (to ``out`` or beside the checkpoint).
 
     Without ``out`` the file is ``metrics-<split>.json`` next to the checkpoint, so a finished
-    run's own ``metrics.json`` is never replaced.
+    run's own ``metrics.json`` is never replaced. ``save_predictions``: a folder for one prediction
+    PNG per image (``<image name>.png``, class ids; file datasets only), which ``evaluate
+    --predictions`` reads back to the same confusion matrix.
     """
     from fairseg_bench.data import build_dataset, dataset_info
     from fairseg_bench.models import build_model
@@ -577,11 +580,28 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "val", ou
                             {"wall_time_s": elapsed, "train_images_per_s": None,
                              "eval_images_per_s": len(dataset) / elapsed})
     record["split"], record["sampler"] = split, None
+    if save_predictions is not None:
+        _save_predictions(exp, model, Path(save_predictions), run_precision(cfg, dev).dtype)
     target = Path(out) / METRICS_FILE if out else checkpoint.parent / f"metrics-{split}.json"
     write_json_atomic(target, record)
     log(f"wrote {target}")
     print_tables([target])
     return target
+
+
+def _save_predictions(exp: Experiment, model, folder: Path, autocast) -> None:
+    """One prediction PNG per image of ``exp.val_set`` (named by its image file) in ``folder``."""
+    dataset = exp.val_set
+    if not hasattr(dataset, "image_names"):
+        raise UserError(f"--save-predictions needs a dataset of image files; {dataset.name} images have no names")
+    if getattr(dataset, "frame_size", None) and not dataset.full_size_labels:
+        raise UserError(f"--save-predictions: this run evaluates on labels downscaled to frame_size "
+                        f"{list(dataset.frame_size)}, not the label files; add full_size_labels: true to "
+                        f"its val_options")
+    loader = DataLoader(dataset, batch_size=exp.cfg.eval.batch_size, num_workers=exp.cfg.data.num_workers)
+    count = engine.save_predictions(model, loader, folder, dataset.image_names(), dataset.palette,
+                                    device=exp.device, autocast=autocast, progress=exp.progress)
+    log(f"wrote {count} prediction PNGs to {folder}")
 
 
 # ----------------------------------------------------------------------------- summary

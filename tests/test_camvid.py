@@ -243,3 +243,47 @@ def test_real_train_pixel_shares_match_the_readme():
     present = counts > 0
     assert present[:, CAMVID_CLASSES.index("fence")].sum() == 173
     assert present[:, CAMVID_CLASSES.index("bicyclist")].sum() == 201
+
+
+# ----------------------------------------------------------------------------- a run on CamVid
+def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it(root, tmp_path, capsys):
+    """A tiny run on the fabricated tree (the preset's data options, a few steps), then
+    ``evaluate --checkpoint --save-predictions`` on test, then ``evaluate --predictions`` on those
+    PNGs: the same confusion matrix and per-image counts, bit for bit; the run records names and sequences."""
+    import yaml
+
+    from fairseg_bench.config import load_config
+    from fairseg_bench.runner import evaluate_checkpoint
+
+    raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(root), out=str(tmp_path / "runs"),
+                                         quiet=True).resolved_dict()
+    raw["data"]["train_options"].update(frame_size=[12, 20], crop_size=[8, 8])
+    raw["data"]["val_options"].update(frame_size=[12, 20])
+    raw["train"].update(iters=3, batch_size=2, checkpoint_every=3)
+    raw["eval"].update(batch_size=2, samples=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    code, _, err = cli(capsys, "run", "-c", tmp_path / "tiny.yaml", "--no-report")
+    assert code == 0, err
+    run = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0").data
+    assert run["split"] == "test" and run["image_names"] == NAMES["test"]
+    assert run["image_attributes"] == {"sequence": ["Seq05VD", "0001TP", "Seq05VD"]}
+    assert np.asarray(run["confusion_matrix"]).sum() == sum(int((lab != 11).sum()) for lab in labels_of(root))
+
+    target = evaluate_checkpoint(tmp_path / "runs" / "camvid" / "mcce-s0" / "last.pt", split="test", quiet=True,
+                                 save_predictions=tmp_path / "preds")
+    again = read_metrics(target).data
+    np.testing.assert_array_equal(again["confusion_matrix"], run["confusion_matrix"])
+    assert sorted(p.stem for p in (tmp_path / "preds").glob("*.png")) == sorted(NAMES["test"])
+    code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
+                       "--split", "test", "--out", tmp_path / "m", "--quiet")
+    assert code == 0, err
+    folder = read_metrics(tmp_path / "m" / "metrics.json").data
+    np.testing.assert_array_equal(folder["confusion_matrix"], run["confusion_matrix"])
+    order = [folder["image_names"].index(name) for name in run["image_names"]]  # the folder's rows are sorted
+    for key in ("tp", "fp", "fn"):
+        np.testing.assert_array_equal(np.asarray(folder["per_image"][key])[order], run["per_image"][key])
+
+
+def labels_of(root) -> list[np.ndarray]:
+    """The raw test labels of a fabricated tree, in list order."""
+    return [np.asarray(Image.open(root / "testannot" / f"{name}.png")) for name in NAMES["test"]]
