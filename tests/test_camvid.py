@@ -253,7 +253,6 @@ def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it
     import yaml
 
     from fairseg_bench.config import load_config
-    from fairseg_bench.runner import evaluate_checkpoint
 
     raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(root), out=str(tmp_path / "runs"),
                                          quiet=True).resolved_dict()
@@ -269,9 +268,10 @@ def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it
     assert run["image_attributes"] == {"sequence": ["Seq05VD", "0001TP", "Seq05VD"]}
     assert np.asarray(run["confusion_matrix"]).sum() == sum(int((lab != 11).sum()) for lab in labels_of(root))
 
-    target = evaluate_checkpoint(tmp_path / "runs" / "camvid" / "mcce-s0" / "last.pt", split="test", quiet=True,
-                                 save_predictions=tmp_path / "preds")
-    again = read_metrics(target).data
+    code, _, err = cli(capsys, "evaluate", "--checkpoint", tmp_path / "runs" / "camvid" / "mcce-s0" / "last.pt",
+                       "--split", "test", "--quiet", "--save-predictions", tmp_path / "preds")
+    assert code == 0, err
+    again = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0" / "metrics-test.json").data
     np.testing.assert_array_equal(again["confusion_matrix"], run["confusion_matrix"])
     assert sorted(p.stem for p in (tmp_path / "preds").glob("*.png")) == sorted(NAMES["test"])
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,

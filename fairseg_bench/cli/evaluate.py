@@ -29,9 +29,12 @@ _PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "l
 @click.option("--classes", type=click.Path(dir_okay=False), help="Generic class list, one name a line.")
 @click.option("--ignore-index", type=int, help="Generic ignore value in the labels (default 255).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="For --checkpoint.")
+@click.option("--save-predictions", type=click.Path(file_okay=False),
+              help="--checkpoint: also write one prediction PNG per image (class ids, named by the image) to "
+                   "this folder; `evaluate --predictions` reads it back to the same confusion matrix.")
 @click.option("--quiet", is_flag=True, default=None)
 def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, workers, ids, reduce_zero_label,
-             labels, classes, ignore_index, device, quiet):
+             labels, classes, ignore_index, device, save_predictions, quiet):
     """Evaluate a saved model, or any model's prediction folder, and write its metrics.json."""
     given = {k: v for k, v in locals().items() if k in _PREDICTION_ONLY and v is not None}
     if (checkpoint is None) == (predictions is None):
@@ -41,10 +44,13 @@ def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, work
             raise UserError(f"--{next(iter(given)).replace('_', '-')} applies to --predictions only")
         from fairseg_bench.runner import evaluate_checkpoint
 
-        evaluate_checkpoint(checkpoint, split=split, out=out, data_root=data_root, device=device, quiet=quiet)
+        evaluate_checkpoint(checkpoint, split=split, out=out, data_root=data_root, device=device, quiet=quiet,
+                            save_predictions=save_predictions)
         return
     if device is not None:
         raise UserError("--device applies to --checkpoint only (predictions are counted on the CPU)")
+    if save_predictions is not None:
+        raise UserError("--save-predictions applies to --checkpoint only")
     from fairseg_bench.predictions import evaluate_predictions
 
     evaluate_predictions(predictions, dataset=dataset, root=data_root, split=split, name=name, out=out,
