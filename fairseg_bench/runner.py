@@ -606,17 +606,10 @@ def _save_predictions(exp: Experiment, model, folder: Path, autocast) -> None:
 
 # ----------------------------------------------------------------------------- summary
 def print_tables(paths: list[Path], reference: str | None = None) -> None:
-    """Print Table 1 (per-class IoU) and Table 3 (fairness) of ``paths`` through the report layer."""
-    from fairseg_bench.report import console_tables
+    """Print Table 1 and Table 3 of ``paths`` through the report layer (its warnings on stderr)."""
+    from fairseg_bench.report import print_tables as report_print_tables
 
-    try:
-        text, warnings = console_tables(paths, reference)
-    except UserError as exc:  # the results are on disk; say why the tables are missing
-        log(f"warning: no tables: {exc}")
-        return
-    for line in warnings:
-        log(f"warning: {line}")
-    print("\n" + text, flush=True)
+    report_print_tables(paths, reference)
 
 
 def write_report(folder: Path, reference: str | None = None) -> None:

@@ -165,7 +165,7 @@ def test_run_and_report_render_the_same_tables_against_the_same_reference(tmp_pa
         assert "<th>reference</th><td>mcce (" in page.read_text()
     printed = printed_tables(proc.stdout)
     table3 = pd.read_csv(tmp_path / "report" / "table3.csv").set_index("method")
-    assert printed["tce-t1"][PRINTED["sorted_bottom"]] == format_number(table3.loc["tce-t1", "sorted_bottom"], 1)
+    assert printed["tce-t1"][PRINTED["sorted_bottom"]] == format_number(table3.loc["tce-t1", "sorted_bottom"])
 
 
 @pytest.mark.parametrize("raw", ['"mcce,tce:t=1,gamma=0.1,focal:gamma=2"',
