@@ -121,8 +121,6 @@ def test_presets():
     assert proc.returncode == 0 and "quick" in proc.stdout, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the listing reads the synthetic dataset's classes from "
-                   "fairseg_bench.data.synthetic, which imports torch at module level")
 def test_datasets_listing():
     proc = light("datasets")
     assert proc.returncode == 0 and "cityscapes" in proc.stdout, proc.stderr

@@ -33,6 +33,10 @@ class DatasetInfo:
 
     @property
     def classes(self) -> list[str]:
+        from fairseg_bench.data.label_sets import DATASET_CLASSES
+
+        if self.name in DATASET_CLASSES:  # no import of the dataset module (the synthetic one needs torch)
+            return list(DATASET_CLASSES[self.name])
         return list(getattr(self._module(), self.cls).classes)
 
     @property
@@ -46,7 +50,9 @@ class DatasetInfo:
     @property
     def layout(self) -> str:
         """The expected folder layout (text), or a note for the generated dataset."""
-        return getattr(self._module(), "LAYOUT", "generated in memory; no files")
+        if not self.needs_root:
+            return "generated in memory; no files"
+        return getattr(self._module(), "LAYOUT", "")
 
     def check_root(self, root) -> str | None:
         """The problem with ``root`` as one line, or None if it looks valid (always None when no root is needed)."""
