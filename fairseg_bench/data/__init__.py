@@ -33,10 +33,13 @@ class DatasetInfo:
 
     @property
     def classes(self) -> list[str]:
-        from fairseg_bench.data.label_sets import DATASET_CLASSES
+        from fairseg_bench.data.label_sets import CITYSCAPES_CLASSES, DATASET_CLASSES
 
-        if self.name in DATASET_CLASSES:  # no import of the dataset module (the synthetic one needs torch)
-            return list(DATASET_CLASSES[self.name])
+        # without importing the dataset module (the synthetic one needs torch): the synthetic
+        # streets use Cityscapes' 19 classes
+        known = {**DATASET_CLASSES, "synthetic": CITYSCAPES_CLASSES}
+        if self.name in known:
+            return list(known[self.name])
         return list(getattr(self._module(), self.cls).classes)
 
     @property

@@ -53,5 +53,5 @@ CAMVID_COLOURS = [
 CITYSCAPES_LABEL_IDS = 34  # labelIds 0..33 (cityscapesScripts' confusion matrix is 34 x 34)
 
 # class lists by dataset name, for readers that must not import the dataset modules (torch)
-DATASET_CLASSES = {"synthetic": CITYSCAPES_CLASSES, "cityscapes": CITYSCAPES_CLASSES, "ade20k": ADE20K_CLASSES, "voc": VOC_CLASSES,
+DATASET_CLASSES = {"cityscapes": CITYSCAPES_CLASSES, "ade20k": ADE20K_CLASSES, "voc": VOC_CLASSES,
                    "camvid": CAMVID_CLASSES}
