@@ -232,8 +232,12 @@ def logits_at(logits: torch.Tensor, size) -> torch.Tensor:
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 255,
              device: torch.device, autocast: torch.dtype | None = None, channels_last: bool = False,
-             progress: bool = True):
-    """Accumulate the confusion matrix (with per-image statistics) of ``model`` over ``loader``."""
+             progress: bool = True, boundary=None):
+    """Accumulate the confusion matrix (with per-image statistics) of ``model`` over ``loader``.
+
+    ``boundary``: a :class:`~fairseg_bench.core.boundary.BoundaryIoU` that also counts every batch's
+    Boundary IoU on the same argmax (on the device, no host synchronisation per batch).
+    """
     from fairseg_bench.core.confusion import ConfusionMatrix
 
     model.eval()
@@ -244,7 +248,10 @@ def evaluate(model: nn.Module, loader, num_classes: int, *, ignore_index: int = 
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             logits = model(images)
-        cm.update(logits_at(logits, target.shape[-2:]).argmax(1), target)
+        pred = logits_at(logits, target.shape[-2:]).argmax(1)
+        cm.update(pred, target)
+        if boundary is not None:
+            boundary.update(target, pred)
     return cm
 
 

@@ -59,11 +59,20 @@ def joint_histogram(label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     return counts.astype(np.int64).reshape(256, 256)  # exact: at most 2**53 pixels per image
 
 
-class PairCounter:
-    """Counts one (label, prediction) pair into a ``(K, K + 1)`` int64 matrix (column K = void)."""
+def _class_map_lut(lut: np.ndarray) -> np.ndarray | None:
+    """A raw value -> class id (255: ignored, void or invalid) uint8 table; None when it is the identity."""
+    table = np.where(np.asarray(lut) < 0, 255, lut).astype(np.uint8)
+    return None if np.array_equal(table, np.arange(256)) else table
 
-    def __init__(self, label_lut: np.ndarray, prediction_lut: np.ndarray, num_classes: int):
+
+class PairCounter:
+    """Counts one (label, prediction) pair into a ``(K, K + 1)`` int64 matrix (column K = void) and,
+    with ``boundary``, its per-class Boundary IoU counts on the class-id maps."""
+
+    def __init__(self, label_lut: np.ndarray, prediction_lut: np.ndarray, num_classes: int, boundary: bool = False):
         self.num_classes = K = int(num_classes)
+        self.boundary = boundary
+        self.label_classes, self.prediction_classes = _class_map_lut(label_lut), _class_map_lut(prediction_lut)
         gt = np.asarray(label_lut, np.int64)
         pred = np.asarray(prediction_lut, np.int64)
         self.bad_label = gt < 0
@@ -77,11 +86,36 @@ class PairCounter:
 
     def count(self, label_path: Path, prediction_path: Path) -> np.ndarray:
         """The pair's ``(K, K + 1)`` matrix; a size mismatch or a value outside the label set is a UserError."""
+        return self.count_maps(*self._decode(label_path, prediction_path), label_path, prediction_path)
+
+    def count_pair(self, label_path: Path, prediction_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        """The pair's matrix and, with ``boundary``, its ``(2, K)`` Boundary IoU intersection and union."""
+        label, prediction = self._decode(label_path, prediction_path)
+        matrix = self.count_maps(label, prediction, label_path, prediction_path)  # checks the values first
+        return matrix, self.boundary_counts(label, prediction) if self.boundary else None
+
+    def boundary_counts(self, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+        """``(2, K)`` Boundary IoU counts of raw maps, on their class ids (ignored, void: no class)."""
+        from fairseg_bench.core.boundary import boundary_counts
+
+        if self.label_classes is not None:
+            label = np.take(self.label_classes, label)
+        if self.prediction_classes is not None:
+            prediction = np.take(self.prediction_classes, prediction)
+        return np.stack(boundary_counts(label, prediction, self.num_classes, ignore_index=255))
+
+    @staticmethod
+    def _decode(label_path: Path, prediction_path: Path) -> tuple[np.ndarray, np.ndarray]:
         label = decode_label_png(label_path, "label")
         prediction = decode_label_png(prediction_path, "prediction")
         if label.shape != prediction.shape:
             raise UserError(f"{prediction_path}: size {prediction.shape[1]}x{prediction.shape[0]} differs from its "
                             f"label {label_path.name} ({label.shape[1]}x{label.shape[0]})")
+        return label, prediction
+
+    def count_maps(self, label: np.ndarray, prediction: np.ndarray, label_path: Path,
+                   prediction_path: Path) -> np.ndarray:
+        """The ``(K, K + 1)`` matrix of two decoded raw maps (the paths name them in errors)."""
         raw = joint_histogram(label, prediction)
         self._check_values(raw.sum(1), self.bad_label, label_path, "label")
         self._check_values(raw.sum(0), self.bad_prediction, prediction_path, "prediction")
@@ -112,23 +146,25 @@ def tp_fp_fn(matrix: np.ndarray) -> np.ndarray:
 _worker_counter: PairCounter | None = None
 
 
-def _init_worker(label_lut, prediction_lut, num_classes, in_worker: bool = True) -> None:
+def _init_worker(label_lut, prediction_lut, num_classes, boundary: bool = True, in_worker: bool = True) -> None:
     global _worker_counter
     if in_worker:  # the in-process path leaves the caller's signal handlers alone
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool, one message
-    _worker_counter = PairCounter(label_lut, prediction_lut, num_classes)
+    _worker_counter = PairCounter(label_lut, prediction_lut, num_classes, boundary=boundary)
 
 
-def _count_chunk(chunk: list[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image (n, 3, K) statistics and the summed (K, K + 1) matrix of a few pairs."""
-    stats, total = [], None
+def _count_chunk(chunk: list[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per-image (n, 3, K) statistics, the summed (K, K + 1) matrix and (n, 2, K) Boundary IoU counts (or None)."""
+    assert _worker_counter is not None
+    stats, edges, total = [], [], None
     for label, prediction in chunk:
-        matrix = _worker_counter.count(label, prediction)
+        matrix, boundary = _worker_counter.count_pair(label, prediction)
         stats.append(tp_fp_fn(matrix))
+        edges.append(boundary)
         total = matrix if total is None else total + matrix
-    return np.stack(stats), total
+    return np.stack(stats), total, None if edges[0] is None else np.stack(edges)  # type: ignore[arg-type]
 
 
 def _context():
@@ -143,8 +179,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool = True):
-    """Count every pair. Returns the ``(K, K + 1)`` matrix and ``(N, 3, K)`` per-image statistics."""
+def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool = True, boundary: bool = True):
+    """Count every pair. Returns the ``(K, K + 1)`` matrix, ``(N, 3, K)`` per-image statistics and the
+    ``(N, 2, K)`` per-image Boundary IoU intersection and union (None without ``boundary``)."""
     from tqdm import tqdm
 
     workers = default_workers() if workers is None else int(workers)
@@ -152,7 +189,7 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
         raise UserError(f"--workers {workers}: expected at least 1")
     items = list(zip(pairs.labels, pairs.predictions, strict=True))
     chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    init = (pairs.label_lut, pairs.prediction_lut, len(pairs.classes))
+    init = (pairs.label_lut, pairs.prediction_lut, len(pairs.classes), boundary)
     bar = tqdm(total=len(items), desc="evaluate", unit="pair", dynamic_ncols=True,
                disable=not progress or not sys.stderr.isatty())
     results = []
@@ -171,7 +208,8 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
         bar.close()
     stats = np.concatenate([r[0] for r in results])
     matrix = sum(r[1] for r in results)
-    return matrix, stats
+    edges = np.concatenate([r[2] for r in results]) if boundary else None
+    return matrix, stats, edges
 
 
 # ----------------------------------------------------------------------------- results
@@ -197,20 +235,33 @@ def evaluation_hash(pairs: PairList, options: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+def image_attributes(dataset: str, names: list[str]) -> dict[str, list[str]]:
+    """The dataset's built-in image groups read off the names, as runs record them (no torch):
+    CamVid's capture ``sequence``, Cityscapes' ``city`` (the name up to the first ``_``); {} otherwise."""
+    if dataset == "camvid":
+        from fairseg_bench.data.camvid import sequence_of
+
+        return {"sequence": [sequence_of(n) for n in names]}
+    if dataset == "cityscapes":
+        return {"city": [n.split("_", 1)[0] for n in names]}
+    return {}
+
+
 def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *, method: str,
-                       source: Path, options: dict, wall_time_s: float) -> dict:
+                       source: Path, options: dict, wall_time_s: float, boundary: np.ndarray | None = None) -> dict:
     """The ``metrics.json`` content of an evaluated prediction folder (the runs' schema, version 1).
 
     Beyond the run keys: ``source`` (``{"kind": "predictions", "path", "options"}``), ``files``
     (counts of ground-truth images, matched predictions and unmatched prediction files),
-    ``image_names`` (N names, the order of ``per_image``) and ``void_predictions`` (K ints:
-    pixels of each ground-truth class predicted as no evaluated class; they are false negatives,
-    already inside ``iou``, and absent from the K x K ``confusion_matrix``).
+    ``image_names`` (N names, the order of ``per_image``), ``image_attributes`` (the dataset's
+    naming rule), ``boundary`` (from ``boundary``, ``(N, 2, K)`` per-image Boundary IoU counts) and
+    ``void_predictions`` (K ints: pixels of each ground-truth class predicted as no evaluated class;
+    they are false negatives, already inside ``iou``, and absent from the K x K ``confusion_matrix``).
     """
     from fairseg_bench.core.fairness import fairness_metrics
     from fairseg_bench.core.image_metrics import image_level_metrics
     from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou
-    from fairseg_bench.results import SCHEMA_VERSION
+    from fairseg_bench.results import SCHEMA_VERSION, boundary_record
     from fairseg_bench.results.environment import environment
 
     K = len(pairs.classes)
@@ -224,7 +275,9 @@ def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *
         "dataset": pairs.dataset, "split": pairs.split, "steps": None, "classes": list(pairs.classes),
         "ignore_index": 255, "palette": np.asarray(pairs.palette).tolist(),
         "confusion_matrix": matrix[:, :K], "void_predictions": matrix[:, K], "per_image": per_image,
-        "image_names": list(pairs.names), "iou": iou, "miou": mean_iou(iou),
+        "image_names": list(pairs.names), "image_attributes": image_attributes(pairs.dataset, list(pairs.names)),
+        **boundary_record(*(None, None) if boundary is None else (boundary[:, 0], boundary[:, 1])),
+        "iou": iou, "miou": mean_iou(iou),
         "pixel_accuracy": float(np.trace(matrix[:, :K]) / total) if total else math.nan,
         "class_accuracy": class_accuracy(square)[:K], "fairness": fairness_metrics(iou),
         "image_level": image_level_metrics(stats[:, 0], stats[:, 1], stats[:, 2]),
@@ -258,8 +311,13 @@ def output_path(out, dataset: str, method: str) -> Path:
 def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, split: str = "val",
                          name: str | None = None, out=None, workers: int | None = None, ids: str = "label",
                          reduce_zero_label: bool = False, labels=None, classes=None, ignore_index: int = 255,
-                         quiet: bool = False, print_tables: bool = True) -> Path:
-    """Evaluate a prediction folder; write its ``metrics.json`` and print the tables. Returns the file."""
+                         quiet: bool = False, print_tables: bool = True, boundary: bool = True,
+                         groups=None) -> Path:
+    """Evaluate a prediction folder; write its ``metrics.json`` and print the tables. Returns the file.
+
+    ``boundary``: also count Boundary IoU (about 1.5x the time at Cityscapes size, see
+    benchmarks/README.md); ``groups``: a ``--groups`` CSV for the printed group tables.
+    """
     from fairseg_bench.results import write_json_atomic
 
     pred_dir = Path(predictions).expanduser()
@@ -273,25 +331,25 @@ def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, 
         print(f"warning: {len(pairs.unmatched)} prediction files match no ground-truth image and are skipped "
               f"({shown})", file=sys.stderr)
     start = time.perf_counter()
-    matrix, stats = count_pairs(pairs, workers=workers, progress=not quiet)
+    matrix, stats, edges = count_pairs(pairs, workers=workers, progress=not quiet, boundary=boundary)
     elapsed = time.perf_counter() - start
     options = {"dataset": pairs.dataset, "root": None if root is None else str(root), "split": split,
                "ids": ids, "reduce_zero_label": reduce_zero_label,
                "labels": None if labels is None else str(labels), "classes": None if classes is None else str(classes),
                "ignore_index": ignore_index}
     record = predictions_record(pairs, matrix, stats, method=method, source=pred_dir, options=options,
-                                wall_time_s=elapsed)
+                                wall_time_s=elapsed, boundary=edges)
     write_json_atomic(target, record)
     if not quiet:
         print(f"evaluated {len(pairs)} pairs in {elapsed:.1f} s ({len(pairs) / max(elapsed, 1e-9):.1f} pairs/s); "
               f"wrote {target}", file=sys.stderr)
     if print_tables:
-        _print_tables(target, record)
+        _print_tables(target, record, groups)
     return target
 
 
-def _print_tables(target: Path, record: dict) -> None:
-    """The per-class, fairness and image-level tables, as ``run`` prints them."""
+def _print_tables(target: Path, record: dict, groups=None) -> None:
+    """The per-class, fairness and image-level tables (and the group tables), as ``run`` prints them."""
     from fairseg_bench.report import print_tables
 
-    print_tables([target], reference=record["method"])
+    print_tables([target], reference=record["method"], groups=groups)

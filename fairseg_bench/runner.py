@@ -407,10 +407,21 @@ def _evaluate(exp: Experiment, model, *, autocast: torch.dtype | None, channels_
     indices = np.array_split(np.arange(len(exp.val_set)), exp.world_size)[exp.rank].tolist()
     loader = DataLoader(Subset(exp.val_set, indices), batch_size=exp.cfg.eval.batch_size,
                         num_workers=exp.cfg.data.num_workers, pin_memory=exp.device.type == "cuda")
+    from fairseg_bench.core.boundary import BoundaryIoU
+
+    boundary = BoundaryIoU(exp.val_set.num_classes, exp.val_set.ignore_index, per_image=True)
     cm = engine.evaluate(model, loader, exp.val_set.num_classes, ignore_index=exp.val_set.ignore_index,
-                         device=exp.device, autocast=autocast, channels_last=channels_last, progress=exp.progress)
+                         device=exp.device, autocast=autocast, channels_last=channels_last, progress=exp.progress,
+                         boundary=boundary)
     cm.all_reduce()  # a no-op in a single process
     per_image = cm.per_image_stats()
+    counts = boundary.per_image_counts()
+    if exp.world_size > 1:  # every rank's images, in rank order, as the confusion matrix gathers them
+        gathered: list = [None] * exp.world_size
+        dist.all_gather_object(gathered, counts)
+        counts = {k: np.concatenate([c[k] for c in gathered]) for k in counts}
+    # the Boundary IoU counts travel with the per-image statistics; metrics_record files them apart
+    per_image.update({f"boundary_{k}": v for k, v in counts.items()})
     return cm.compute().cpu().numpy(), per_image
 
 
@@ -438,9 +449,12 @@ def metrics_record(exp: Experiment, loss, seed: int, cm: np.ndarray, per_image: 
     """The ``metrics.json`` content (schema in ``fairseg_bench.results``)."""
     from fairseg_bench.core.fairness import fairness_metrics
     from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou, pixel_accuracy
+    from fairseg_bench.results import boundary_record
 
     ds = exp.val_set
     iou = per_class_iou(cm)
+    per_image = dict(per_image)
+    boundary = boundary_record(per_image.pop("boundary_intersection", None), per_image.pop("boundary_union", None))
     sampler_info = None
     if loss.sampler is not None and sampler is not None:
         sampler_info = {"name": loss.sampler, "draw_histogram": sampler.draw_histogram,
@@ -452,7 +466,7 @@ def metrics_record(exp: Experiment, loss, seed: int, cm: np.ndarray, per_image: 
         "steps": steps, "classes": list(ds.classes), "ignore_index": ds.ignore_index,
         "palette": np.asarray(ds.palette).tolist(), "confusion_matrix": cm, "per_image": per_image,
         "iou": iou, "miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
-        "class_accuracy": class_accuracy(cm), "fairness": fairness_metrics(iou),
+        "class_accuracy": class_accuracy(cm), "fairness": fairness_metrics(iou), **boundary,
         "sampler": sampler_info, "timing": timing, "environment": environment(exp.device),
         "precision": resolve_precision(exp.cfg.train.amp, exp.device).record(),
         **image_keys(ds),

@@ -25,7 +25,7 @@ import numpy as np
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import read_json, write_json_atomic
 from fairseg_bench.results.read import Results
-from fairseg_bench.results.summary import FAIRNESS_KEYS, IMAGE_KEYS, Summary
+from fairseg_bench.results.summary import BOUNDARY_KEYS, FAIRNESS_KEYS, GROUP_GATED, IMAGE_KEYS, Summary
 
 SCHEMA_VERSION = 2
 KIND = "fairseg-bench-baseline"
@@ -71,14 +71,13 @@ def method_record(summary: Summary, method: str) -> dict:
     classes = summary.classes
     iou_seeds = iou.per_seed[method][:, : len(classes)]
     has_ci = bool(np.isfinite(fair.low.loc[method].to_numpy()).any())
-    # the gated metrics: the fairness block, and the image-level block when the runs have per-image counts
-    gated = [(fair, FAIRNESS_KEYS)] + ([(summary.blocks["image"], IMAGE_KEYS)] if summary.has_image_level else [])
+    gated = _gated_blocks(summary, method)
     return {
         "seeds": list(summary.seeds[method]),
         "n_seeds": len(summary.seeds[method]),
         "fairness": {k: _value(b.mean.loc[method, k]) for b, keys in gated for k in keys},
-        "fairness_per_seed": {k: [_value(v) for v in b.per_seed[method][:, i]]
-                              for b, keys in gated for i, k in enumerate(keys)},
+        "fairness_per_seed": {k: [_value(v) for v in b.per_seed[method][:, list(b.mean.columns).index(k)]]
+                              for b, keys in gated for k in keys},
         "fairness_std": {k: _value(b.std.loc[method, k]) for b, keys in gated for k in keys},
         "iou": {c: _value(iou.mean.loc[method, c]) for c in classes},
         "iou_per_seed": {c: [_value(v) for v in iou_seeds[:, i]] for i, c in enumerate(classes)},
@@ -89,6 +88,20 @@ def method_record(summary: Summary, method: str) -> dict:
             "iou": _halfwidths(iou.low.loc[method, classes], iou.high.loc[method, classes]),
         },
     }
+
+
+def _gated_blocks(summary: Summary, method: str) -> list:
+    """(block, keys) of the gated metrics: the fairness block, and the image-level, Boundary IoU and
+    first grouping's worst group where the method has them."""
+    gated: list[tuple] = [(summary.blocks["fairness"], FAIRNESS_KEYS)]
+    if summary.has_image_level:
+        gated.append((summary.blocks["image"], IMAGE_KEYS))
+    if summary.has_boundary and method not in summary.lacking_boundary():
+        gated.append((summary.blocks["boundary"], BOUNDARY_KEYS))
+    first = next(iter(summary.groups.values()), None)
+    if first is not None and bool(first.block.mean.loc[method, list(GROUP_GATED)].notna().any()):
+        gated.append((first.block, GROUP_GATED))
+    return gated
 
 
 def make_baseline(results: Results, summary: Summary | None = None) -> dict:
@@ -104,7 +117,7 @@ def make_baseline(results: Results, summary: Summary | None = None) -> dict:
 def _summary(results: Results) -> Summary:
     from fairseg_bench.results.summary import summarize
 
-    return summarize(results, n_boot=BOOTSTRAP_RESAMPLES)
+    return summarize(results, n_boot=BOOTSTRAP_RESAMPLES)  # the records' own groups, if any
 
 
 def write_baseline(path: str | os.PathLike, results: Results, summary: Summary | None = None) -> dict:

@@ -26,6 +26,7 @@ from fairseg_bench.check.tolerances import (
     DEFAULT_PER_CLASS_TOLERANCE,
     GATED,
     LOWER_IS_BETTER,
+    OPTIONAL,
     parse_tolerance_value,
     resolve_tolerances,
 )
@@ -123,8 +124,11 @@ class CheckResult:
 
 
 def compare(results: Results, baseline: dict, tolerances: dict | None = None, per_class_tolerance=None,
-            rule: str = "fixed", strict: bool = False) -> CheckResult:
+            rule: str = "fixed", strict: bool = False, groups=None) -> CheckResult:
     """Compare ``results`` with a baseline dict (from ``read_baseline``), number by number.
+
+    ``groups``: the image groups whose worst group is gated (a ``--groups`` grouping; None: the
+    records' own ``image_attributes``), as when the baseline was written.
 
     Raises:
         UserError: a baseline of another config or class set, a reference missing from the runs,
@@ -138,7 +142,7 @@ def compare(results: Results, baseline: dict, tolerances: dict | None = None, pe
     ours = identity(results)
     _check_compatible(ours, baseline)
     summary = summarize(results, baseline["reference"], fraction=baseline["fraction"],
-                        n_boot=BOOTSTRAP_RESAMPLES if rule == "ci" else 0, strict=strict)
+                        n_boot=BOOTSTRAP_RESAMPLES if rule == "ci" else 0, strict=strict, groups=groups)
     from fairseg_bench.check.baseline import method_record
 
     current = {m: method_record(summary, m) for m in summary.methods}
@@ -184,9 +188,13 @@ def _compare_method(result: CheckResult, method: str, base: dict, cur: dict, tol
     image_keys = [k for k in IMAGE_KEYS if k in cur["fairness"]]
     if image_keys and not any(k in base["fairness"] for k in image_keys):
         result.notes.append(f"{method}: the baseline has no image-level metrics; rewrite it with --update to gate them")
+    new_keys = [k for k in OPTIONAL if k not in IMAGE_KEYS and k in cur["fairness"] and k not in base["fairness"]]
+    if new_keys:
+        result.notes.append(f"{method}: the baseline has no {', '.join(new_keys)}; "
+                            "rewrite it with --update to gate them")
     for metric in GATED:
-        if metric in IMAGE_KEYS and (metric not in base["fairness"] or metric not in cur["fairness"]):
-            continue  # gated only where both sides keep per-image counts
+        if metric in OPTIONAL and (metric not in base["fairness"] or metric not in cur["fairness"]):
+            continue  # gated only where both sides have it (per-image counts, Boundary IoU counts, groups)
         if metric not in base["fairness"]:
             result.notes.append(f"{method}: {metric} missing from the baseline, not compared")
             continue

@@ -12,6 +12,10 @@ Defaults (percentage points; CoV and Gini are ×100 like every other number):
 - per-class IoU: 2 pp (one class alone, often a small or rare one).
 - image level (gated when the runs keep per-image counts): ``miou_image``, ``miou_class``: 0.5 pp
   (means over every image); ``miou_image_worst_5``, ``miou_image_worst_10``: 1 pp (a few images).
+- Boundary IoU (gated when both sides record its counts): ``biou`` (mean Boundary IoU) and
+  ``min_iou_biou`` (mean over classes of min(IoU, Boundary IoU)): 0.5 pp, means over the classes.
+- groups of images (gated when both sides have groups, the first grouping attribute):
+  ``worst_group`` (the lowest group mIoU): 1 pp (one group decides it).
 """
 from __future__ import annotations
 
@@ -19,12 +23,14 @@ import re
 from dataclasses import dataclass
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.results.summary import FAIRNESS_KEYS, IMAGE_KEYS
+from fairseg_bench.results.summary import BOUNDARY_KEYS, FAIRNESS_KEYS, GROUP_GATED, IMAGE_KEYS
 
 LOWER_IS_BETTER = ("std", "gap", "cov", "gini")
 METRICS = tuple(FAIRNESS_KEYS)
-#: every gated key: the fairness metrics, and the image-level ones where both sides keep per-image counts
-GATED = METRICS + tuple(IMAGE_KEYS)
+#: keys gated only where both the baseline and the runs have them (per-image counts, Boundary IoU, groups)
+OPTIONAL = tuple(IMAGE_KEYS) + tuple(BOUNDARY_KEYS) + tuple(GROUP_GATED)
+#: every gated key: the fairness metrics, and the optional ones where both sides have them
+GATED = METRICS + OPTIONAL
 HIGHER_IS_BETTER = tuple(k for k in METRICS if k not in LOWER_IS_BETTER)
 UNITS = ("pp", "%")
 
@@ -44,7 +50,7 @@ class Tolerance:
         return f"{self.value:g}{self.unit}"
 
 
-_ONE_POINT = ("worst", "best", "gap", "cov", "gini", "miou_image_worst_5", "miou_image_worst_10")
+_ONE_POINT = ("worst", "best", "gap", "cov", "gini", "miou_image_worst_5", "miou_image_worst_10", "worst_group")
 DEFAULT_TOLERANCES = {key: Tolerance(1.0 if key in _ONE_POINT else 0.5) for key in GATED}
 DEFAULT_PER_CLASS_TOLERANCE = Tolerance(2.0)
 

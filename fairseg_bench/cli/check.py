@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from fairseg_bench.cli.options import classes_option
+from fairseg_bench.cli.options import classes_option, groups_option
 
 
 @click.command()
@@ -25,9 +25,10 @@ from fairseg_bench.cli.options import classes_option
               help="With --update: share of classes in the sorted groups, in (0, 0.5].")
 @click.option("--strict", is_flag=True, help="Refuse runs that lack a class others have.")
 @classes_option
+@groups_option
 @click.pass_context
 def check(ctx, runs, baseline_path, tolerance, per_class_tolerance, rule, summary_path, update, reference, fraction,
-          strict, classes):
+          strict, classes, groups):
     """Compare RUNS' fairness metrics and per-class IoU with a baseline."""
     from fairseg_bench import check as gate
     from fairseg_bench.cli.options import echo_warnings
@@ -41,13 +42,14 @@ def check(ctx, runs, baseline_path, tolerance, per_class_tolerance, rule, summar
         from fairseg_bench.results.summary import summarize
 
         summary = summarize(results, reference, fraction=fraction, n_boot=gate.baseline.BOOTSTRAP_RESAMPLES,
-                            strict=strict)
+                            strict=strict, groups=groups)
         echo_warnings(summary)
         baseline = gate.write_baseline(baseline_path, results, summary)
         click.echo(f"wrote baseline {baseline_path}: {', '.join(baseline['methods'])} "
                    f"(reference {baseline['reference']}, config {gate.short_hash(baseline['config_hash'])})")
         return
-    result = gate.compare(results, gate.read_baseline(baseline_path), tolerances, class_tol, rule=rule, strict=strict)
+    result = gate.compare(results, gate.read_baseline(baseline_path), tolerances, class_tol, rule=rule, strict=strict,
+                          groups=groups)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     for line in result.failure_lines():

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import click
 
+from fairseg_bench.cli.options import groups_option
 from fairseg_bench.errors import UserError
 
-_PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "labels", "classes", "ignore_index")
+_PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "labels", "classes", "ignore_index",
+                    "no_boundary")
 
 
 @click.command()
@@ -32,9 +34,13 @@ _PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "l
 @click.option("--save-predictions", type=click.Path(file_okay=False),
               help="--checkpoint: also write one prediction PNG per image (class ids, named by the image) to "
                    "this folder; `evaluate --predictions` reads it back to the same confusion matrix.")
+@click.option("--no-boundary", is_flag=True, default=None,
+              help="--predictions: skip the Boundary IoU counts (they take about a third of the time at "
+                   "Cityscapes size; see benchmarks/README.md).")
+@groups_option
 @click.option("--quiet", is_flag=True, default=None)
 def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, workers, ids, reduce_zero_label,
-             labels, classes, ignore_index, device, save_predictions, quiet):
+             labels, classes, ignore_index, device, save_predictions, no_boundary, groups, quiet):
     """Evaluate a saved model, or any model's prediction folder, and write its metrics.json."""
     given = {k: v for k, v in locals().items() if k in _PREDICTION_ONLY and v is not None}
     if (checkpoint is None) == (predictions is None):
@@ -44,8 +50,12 @@ def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, work
             raise UserError(f"--{next(iter(given)).replace('_', '-')} applies to --predictions only")
         from fairseg_bench.runner import evaluate_checkpoint
 
-        evaluate_checkpoint(checkpoint, split=split, out=out, data_root=data_root, device=device, quiet=quiet,
-                            save_predictions=save_predictions)
+        target = evaluate_checkpoint(checkpoint, split=split, out=out, data_root=data_root, device=device,
+                                     quiet=quiet, save_predictions=save_predictions)
+        if groups is not None:  # the usual tables are printed; then those of the given groups
+            from fairseg_bench.report import print_group_tables
+
+            print_group_tables([target], groups)
         return
     if device is not None:
         raise UserError("--device applies to --checkpoint only (predictions are counted on the CPU)")
@@ -56,4 +66,4 @@ def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, work
     evaluate_predictions(predictions, dataset=dataset, root=data_root, split=split, name=name, out=out,
                          workers=workers, ids=ids or "label", reduce_zero_label=bool(reduce_zero_label),
                          labels=labels, classes=classes, ignore_index=255 if ignore_index is None else ignore_index,
-                         quiet=bool(quiet))
+                         quiet=bool(quiet), boundary=not no_boundary, groups=groups)

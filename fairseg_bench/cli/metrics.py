@@ -1,7 +1,13 @@
 """``fairseg-bench metrics``: per-class IoU and fairness tables from any result file."""
 import click
 
-from fairseg_bench.cli.options import classes_option, comparison_options, display_options, echo_warnings
+from fairseg_bench.cli.options import (
+    classes_option,
+    comparison_options,
+    display_options,
+    echo_warnings,
+    groups_option,
+)
 from fairseg_bench.report.tables import LATEX_ENVIRONMENTS, OUTPUT_FORMATS, TABLES, render_summary
 from fairseg_bench.results.read import SCALES
 
@@ -11,6 +17,7 @@ from fairseg_bench.results.read import SCALES
 @comparison_options
 @display_options
 @classes_option
+@groups_option
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(OUTPUT_FORMATS),
               help="Output format (json: per-class IoU and fairness per method, percent).")
 @click.option("--scale", default="auto", show_default=True, type=click.Choice(SCALES),
@@ -23,8 +30,8 @@ from fairseg_bench.results.read import SCALES
 @click.option("--compare-tools", is_flag=True,
               help="Instead: the mIoU and per-class IoU that torchmetrics, mmsegmentation, Hugging Face, detectron2 "
                    "and cityscapesScripts would report from the same counts (needs confusion matrices; md or json).")
-def metrics(files, reference, fraction, strict, mixed_configs, labels, class_order, classes, fmt, scale, which,
-            split, digits, latex_env, compare_tools=False):
+def metrics(files, reference, fraction, strict, mixed_configs, labels, class_order, classes, groups, fmt, scale,
+            which, split, digits, latex_env, compare_tools=False):
     """Per-class IoU (Table 1) and fairness metrics (Table 3) of the methods in FILES.
 
     FILES: run folders (every metrics.json below them), metrics.json files, wide CSVs (a 'method'
@@ -42,7 +49,7 @@ def metrics(files, reference, fraction, strict, mixed_configs, labels, class_ord
         from fairseg_bench.results.tool_rules import render_comparison
 
         return click.echo(render_comparison(results, digits=digits, fmt=fmt), nl=False)
-    summary = summarize(results, reference, fraction=fraction, n_boot=0, strict=strict)
+    summary = summarize(results, reference, fraction=fraction, n_boot=0, strict=strict, groups=groups)
     echo_warnings(summary)
     click.echo(render_summary(summary, fmt, which=which, split=split, digits=digits, labels=labels,
                               class_order=class_order, latex_environment=latex_env), nl=False)

@@ -68,3 +68,20 @@ def classes_option(func):
                              "tools' result files: a Hugging Face mean_iou file names no classes; mmsegmentation "
                              "and detectron2 names must match them.")(func)
 
+
+
+def _groups(ctx, param, value):
+    """``--groups FILE``: parsed at once, so a bad CSV fails before any work."""
+    if value is None:
+        return None
+    from fairseg_bench.results.groups import read_groups
+
+    return read_groups(value)
+
+
+def groups_option(func):
+    """``--groups FILE``: image groups for the group-fairness tables (default: the records' own attributes)."""
+    return click.option("--groups", "groups", default=None, metavar="FILE.csv", callback=_groups,
+                        help="CSV 'image,group' or 'image,attr1,attr2,...' (image: the file stem) grouping the "
+                             "images [default: the records' image_attributes: CamVid's sequence, Cityscapes' "
+                             "city].")(func)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from fairseg_bench.cli.options import classes_option, comparison_options, display_options
+from fairseg_bench.cli.options import classes_option, comparison_options, display_options, groups_option
 from fairseg_bench.report.tables import LATEX_ENVIRONMENTS
 
 
@@ -21,6 +21,7 @@ def _default_out(runs: tuple[str, ...]) -> Path:
 @comparison_options
 @display_options
 @classes_option
+@groups_option
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Output folder, replaced as a whole (default: reports/<name of the first input>).")
 @click.option("--format", "formats", default=",".join(("md", "latex", "csv", "html")), show_default=True,
@@ -36,8 +37,8 @@ def _default_out(runs: tuple[str, ...]) -> Path:
 @click.option("--bootstrap", "n_boot", type=click.IntRange(0), default=1000, show_default=True,
               help="Bootstrap replicates over validation images (0: no intervals).")
 @click.option("--no-figures", is_flag=True, help="Tables only (no PNG/PDF figures).")
-def report(runs, reference, fraction, strict, mixed_configs, labels, class_order, classes, out, formats, latex_env,
-           sota, baseline, confusion_method, n_boot, no_figures):
+def report(runs, reference, fraction, strict, mixed_configs, labels, class_order, classes, groups, out, formats,
+           latex_env, sota, baseline, confusion_method, n_boot, no_figures):
     """Tables (Markdown, LaTeX, CSV), figures and an HTML page for RUNS (folders, metrics.json or tables)."""
     from fairseg_bench.report import build_report, parse_formats, parse_labels
     from fairseg_bench.results.summary import check_fraction
@@ -49,7 +50,7 @@ def report(runs, reference, fraction, strict, mixed_configs, labels, class_order
                            baseline=baseline, confusion_method=confusion_method, n_boot=n_boot,
                            figures=not no_figures, fraction=fraction, strict=strict, mixed_configs=mixed_configs,
                            labels=parse_labels(labels), class_order=class_order, latex_environment=latex_env,
-                           classes=classes,
+                           classes=classes, groups=groups,
                            warn=lambda line: click.echo(f"warning: {line}", err=True))
     click.echo(f"wrote {len(written)} files under {out}")
     index = out / "index.html"

@@ -276,13 +276,16 @@ class BoundaryIoU:
         [1.0, 1.0]
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, width: int | None = None) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, width: int | None = None,
+                 per_image: bool = False) -> None:
         self.num_classes, self.ignore_index, self.width = int(num_classes), int(ignore_index), width
+        self.per_image = per_image  # keep every batch's per-image counts (for the bootstrap), as ConfusionMatrix
         self.reset()
 
     def reset(self) -> None:
         """Forget everything counted so far."""
         self._totals: tuple | None = None  # (intersection (K,), union (K,), bad-label count), numpy or on the device
+        self._images: list = []  # per batch (intersection (n, K), union (n, K)), with per_image
 
     def update(self, label, prediction):
         """Count a batch ``(N, H, W)`` or one image ``(H, W)``; returns per-image ``(intersection, union)``."""
@@ -297,7 +300,21 @@ class BoundaryIoU:
         batch = (inter.reshape(-1, K), union.reshape(-1, K))
         totals = (batch[0].sum(0), batch[1].sum(0), bad)
         self._totals = totals if self._totals is None else tuple(a + b for a, b in zip(self._totals, totals))
+        if self.per_image:
+            self._images.append(batch)
         return batch
+
+    def per_image_counts(self) -> dict[str, np.ndarray]:
+        """``{"intersection", "union"}`` of every image counted, in order, int64 numpy ``(N, K)`` each."""
+        if not self.per_image:
+            raise ValueError("per-image counts need BoundaryIoU(..., per_image=True)")
+        self.counts()  # raises on a bad label, as compute() does
+        host = lambda x: x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)  # noqa: E731
+        out = {}
+        for i, key in enumerate(("intersection", "union")):
+            parts = [host(batch[i]).astype(np.int64) for batch in self._images]
+            out[key] = np.concatenate(parts) if parts else np.zeros((0, self.num_classes), np.int64)
+        return out
 
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Total ``(intersection, union)``, int64 numpy ``(K,)`` each.

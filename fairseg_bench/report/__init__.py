@@ -101,6 +101,14 @@ def _figures(results, summary, confusion_method: str | None, labels: dict) -> li
         ("image_miou", "Fairness across images: distribution of the per-image mIoU of every method (seeds "
          "pooled); the shaded bands are the worst 5 % and 10 % of images.", _image_figure(results, summary, labels)),
     ]
+    for attribute in summary.groups:
+        safe = _safe(attribute)
+        candidates += [
+            (f"groups_{safe}_heatmap", f"IoU difference to {reference} per class and {attribute} (pp).",
+             fg.plot_group_heatmap(summary, attribute, labels)),
+            (f"groups_{safe}_gap", f"Gap between the best and worst {attribute} (mIoU) and the worst {attribute}'s "
+             "mIoU per method, with intervals.", fg.plot_group_gap(summary, attribute, labels)),
+        ]
     return [c for c in candidates if c[2] is not None]
 
 
@@ -135,7 +143,7 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
                  baseline=None, confusion_method: str | None = None, n_boot: int = 1000, seed: int = 0,
                  decimals: int = 2, figures: bool = True, fraction: float = 0.25, strict: bool = False,
                  mixed_configs: bool = False, labels: dict | None = None, class_order: str = "reference",
-                 latex_environment: str = "table", warn=None, classes=None) -> list[Path]:
+                 latex_environment: str = "table", warn=None, classes=None, groups=None) -> list[Path]:
     """Write the report of the runs/tables at ``runs_paths`` under ``out``; returns the written paths.
 
     Args:
@@ -158,6 +166,8 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
         latex_environment: ``table`` or ``table*`` (two-column papers).
         warn: called with each warning line (missing classes, ties); they are notes in the tables too.
         classes: class names or a dataset name for other tools' result files (see ``read_results``).
+        groups: a :class:`~fairseg_bench.results.groups.Grouping` (``--groups``); None: the records' own
+            ``image_attributes`` (CamVid's sequence, Cityscapes' city), if any.
     """
     from fairseg_bench.report import tables as tb
     from fairseg_bench.results.read import read_results
@@ -167,7 +177,7 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
     out = Path(out)
     _refuse_results_folder(out)
     results = read_results(runs_paths, mixed_configs=mixed_configs, classes=classes)
-    summary = summarize(results, reference, fraction=fraction, n_boot=n_boot, seed=seed, strict=strict)
+    summary = summarize(results, reference, fraction=fraction, n_boot=n_boot, seed=seed, strict=strict, groups=groups)
     for line in summary.warnings if warn else ():
         warn(line)
     labels = labels or {}
@@ -180,6 +190,9 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
     tables.append(tb.table3(summary, **options))
     if summary.has_image_level:
         tables.append(tb.table_image(summary, **options))
+    if summary.has_boundary:
+        tables.append(tb.table_boundary(summary, class_order=class_order, **options))
+    tables += tb.group_tables(summary, **options)
     drawn = _figures(results, summary, confusion_method, labels) if figures else []
     written = _write_atomically(out, lambda folder: _write_files(folder, formats, tables, drawn, results, summary,
                                                                  latex_environment))
@@ -248,26 +261,38 @@ def _write_atomically(out: Path, write) -> list[Path]:
     return [out / r for r in relative]
 
 
-def console_tables(paths, reference: str | None = None) -> tuple[str, list[str]]:
-    """What ``run`` and ``evaluate`` print: Table 1 and Table 3 in Markdown, and the warnings."""
+def console_tables(paths, reference: str | None = None, groups=None) -> tuple[str, list[str]]:
+    """What ``run`` and ``evaluate`` print: Table 1 and Table 3 in Markdown (and the group tables), and the warnings."""
     from fairseg_bench.report.tables import render_summary
     from fairseg_bench.results.read import read_results
     from fairseg_bench.results.summary import summarize
 
-    summary = summarize(read_results(paths), reference, n_boot=0)
+    summary = summarize(read_results(paths), reference, n_boot=0, groups=groups)
     return render_summary(summary, "md", split=True), list(summary.warnings)
 
 
-def print_tables(paths, reference: str | None = None) -> None:
+def print_tables(paths, reference: str | None = None, groups=None) -> None:
     """Print :func:`console_tables` on stdout and its warnings on stderr; a UserError only warns.
 
     The results are on disk when this runs, so a reason for missing tables is a warning, not a failure.
     """
     try:
-        text, warnings = console_tables(paths, reference)
+        text, warnings = console_tables(paths, reference, groups)
     except UserError as exc:
         print(f"warning: no tables: {exc}", file=sys.stderr, flush=True)
         return
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr, flush=True)
     print("\n" + text, flush=True)
+
+
+def print_group_tables(paths, groups) -> None:
+    """Print only the group tables of ``paths`` with the given groups (``evaluate --checkpoint --groups``)."""
+    from fairseg_bench.report.tables import group_tables
+    from fairseg_bench.results.read import read_results
+    from fairseg_bench.results.summary import summarize
+
+    summary = summarize(read_results(paths), n_boot=0, groups=groups)
+    for line in summary.warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    print("\n" + "\n".join(t.to_markdown() for t in group_tables(summary)), flush=True)

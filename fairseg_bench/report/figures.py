@@ -502,3 +502,58 @@ def plot_confusion(data: Results, method: str) -> Figure | None:
     seeds = f"{len(matrices)} seeds summed" if len(matrices) > 1 else "1 seed"
     ax.set_title(f"Confusion matrix of {method} (rows normalised, {seeds}; grey: no ground truth)", fontsize=10)
     return fig
+
+
+# ------------------------------------------------------------------------------- groups
+def plot_group_heatmap(summary: Summary, attribute: str, labels: dict | None = None) -> Figure | None:
+    """Class × group heat map of each method's IoU minus the reference's (pp), one panel per method.
+
+    With a single method, its own IoU per (class, group) instead.
+    """
+    group = summary.groups.get(attribute)
+    if group is None:
+        return None
+    others = [m for m in summary.methods if m != summary.reference] or [summary.reference]
+    delta = others != [summary.reference]
+    frame = group.block.delta if delta else group.block.mean
+    panels = [group.class_matrix(frame, m).loc[:, summary.order].T for m in others]  # classes × groups
+    if all(p.isna().all().all() for p in panels):
+        return None
+    fig = _new(max(4.0, 1.1 * len(group.groups) * len(panels) + 2.5), max(3.5, 0.32 * len(summary.order) + 1.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    bound = max(1.0, float(np.nanmax([np.abs(p.to_numpy()).max() for p in panels])))
+    for ax, method, panel in zip(axes, others, panels):
+        image = ax.imshow(panel.to_numpy(dtype=float), aspect="auto", cmap="RdBu" if delta else "viridis",
+                          vmin=-bound if delta else 0, vmax=bound if delta else 100)
+        ax.set_xticks(range(len(panel.columns)), panel.columns, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(panel.index)), panel.index if ax is axes[0] else [], fontsize=8)
+        ax.set_title(_name(method, labels), fontsize=9)
+    what = f"Δ IoU vs {summary.reference} (pp)" if delta else "IoU (%)"
+    fig.colorbar(image, ax=list(axes), label=what, shrink=0.8)
+    fig.suptitle(f"{what} per class and {attribute}", fontsize=10)
+    return fig
+
+
+def plot_group_gap(summary: Summary, attribute: str, labels: dict | None = None) -> Figure | None:
+    """The gap between the best and worst group's mIoU per method, with its interval (or ± std over seeds)."""
+    group = summary.groups.get(attribute)
+    if group is None:
+        return None
+    block = group.block
+    columns = ["group_gap", "worst_group"]
+    if block.mean[columns].isna().all().all():
+        return None
+    lower, upper = _error_bars(block.mean[columns], block.low[columns], block.high[columns], block.std[columns])
+    colours = method_colours(summary.methods, summary.reference)
+    fig = _new(max(5.0, 1.2 * len(summary.methods) + 3), 3.8)
+    axes = fig.subplots(1, 2)
+    for ax, key, title in zip(axes, columns, (f"gap between {attribute}s (pp, ↓ fairer)", "worst group mIoU (%, ↑)")):
+        x = np.arange(len(summary.methods))
+        ax.bar(x, block.mean[key], yerr=[lower[key], upper[key]], capsize=3,
+               color=[colours[m] for m in summary.methods])
+        ax.set_xticks(x, [_name(m, labels) for m in summary.methods], rotation=30, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+    level = round(summary.confidence * 100)
+    fig.suptitle(f"Groups by {attribute}; error bars: {level}% bootstrap CI over images within groups"
+                 f"{_and_seeds(summary)} where available, else ± std over seeds", fontsize=9)
+    return fig

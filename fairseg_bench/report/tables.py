@@ -27,15 +27,25 @@ import numpy as np
 import pandas as pd
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.results.summary import FAIRNESS_KEYS, IMAGE_KEYS, MIOU, Summary
+from fairseg_bench.results.summary import (
+    BOUNDARY_KEYS,
+    FAIRNESS_KEYS,
+    GROUP_KEYS,
+    IMAGE_KEYS,
+    MIOU,
+    GroupSummary,
+    Summary,
+    group_column,
+)
 
 DAGGER = "†"
 DASH = "–"
 CLASS_ORDERS = ("reference", "dataset")
 LATEX_ENVIRONMENTS = ("table", "table*")
 
-__all__ = ["Part", "Table", "table1", "table1_delta", "table2", "table3", "summary_json", "summary_csv",
-           "format_number", "latex_text", "markdown_table", "CLASS_ORDERS", "LATEX_ENVIRONMENTS"]
+__all__ = ["Part", "Table", "table1", "table1_delta", "table2", "table3", "table_image", "table_boundary",
+           "group_tables", "summary_json", "summary_csv", "format_number", "latex_text", "markdown_table",
+           "CLASS_ORDERS", "LATEX_ENVIRONMENTS"]
 
 
 # --------------------------------------------------------------------------------- text
@@ -404,6 +414,115 @@ def table_image(summary: Summary, *, decimals: int = 2, labels: dict | None = No
                  decimals=decimals, labels=labels or {})
 
 
+def _block_csv(block, keys: list[str]) -> pd.DataFrame:
+    """The block's means of ``keys`` with their std and interval columns."""
+    csv = block.mean[keys].copy()
+    for name in ("std", "low", "high"):
+        csv = csv.join(getattr(block, name)[keys].add_suffix(f"_{name}"))
+    return csv
+
+
+def table_boundary(summary: Summary, *, decimals: int = 2, class_order: str = "reference",
+                   labels: dict | None = None) -> Table:
+    """Boundary IoU (%) per class, its mean, and min(IoU, Boundary IoU) averaged over classes; best in bold."""
+    block = summary.blocks["boundary"]
+    classes = _columns(summary, class_order)[:-1]
+    names = {"biou": "mBIoU", "min_iou_biou": "min(IoU, BIoU)"}
+    keys = classes + list(BOUNDARY_KEYS)
+    rename = lambda f: f[keys].rename(columns=names)  # noqa: E731
+    mean = rename(block.mean)
+    sig = _marks(rename(block.significant))
+    sig.loc[summary.reference] = ""
+    parts = [Part(mean[c], rename(block.std)[c], sig[c], best_mask(mean[c], decimals))
+             for c in split_columns(list(mean.columns), 2)]
+    notes = ["Boundary IoU (Cheng et al., CVPR 2021): per class, the IoU of the ground-truth and predicted pixels "
+             "within 2 % of the image diagonal of the class's contour, counts summed over the images; mBIoU: its "
+             "mean over classes; min(IoU, BIoU): per class the lower of the two, averaged over classes "
+             "(docs/definitions.md). Bold: the best value per column."]
+    lacking = summary.lacking_boundary()
+    if lacking:
+        notes.append(f"A dash: no Boundary IoU counts in the records of {', '.join(lacking)} (written before "
+                     "they were counted, or IoU tables); evaluate them again to fill it.")
+    notes += ([_dagger_note(summary)] if sig.eq(DAGGER).any().any() else []) + _seed_note(summary)
+    return Table("table_boundary", "Boundary IoU (%).", parts, _block_csv(block, keys), notes, decimals=decimals,
+                 labels=labels or {})
+
+
+GROUP_COLUMNS = [("worst group", "worst_group", True), ("gap", "group_gap", False),
+                 ("worst cell", "worst_cell", True), ("ES (Harvard-FairSeg)", "es_harvard", True),
+                 ("ES (FairMedFM)", "es_fairmedfm", True), ("(1−min)/(1−max)", "ratio_fairmedfm", False)]
+GROUP_FAIRNESS = [("sorted bottom", "sorted_bottom", True), ("worst", "worst", True), ("std.", "std", False),
+                  ("gap", "gap", False)]
+
+
+def _bolded(mean: pd.DataFrame, spec, decimals: int) -> pd.DataFrame:
+    bold = pd.DataFrame(False, index=mean.index, columns=mean.columns)
+    for col, higher in spec:
+        bold[col] = best_mask(mean[[col]], decimals, higher)[col]
+    return bold
+
+
+def _group_part(group: GroupSummary, columns: list[tuple], keys: list[str], higher: list[bool], decimals: int,
+                reference: str) -> Part:
+    block = group.block
+    header = pd.MultiIndex.from_tuples(columns)
+    rename = lambda f: f[keys].set_axis(header, axis=1)  # noqa: E731
+    mean = rename(block.mean)
+    sig = _marks(rename(block.significant))
+    sig.loc[reference] = ""
+    return Part(mean, rename(block.std), sig, _bolded(mean, list(zip(header, higher)), decimals))
+
+
+def _group_notes(summary: Summary, group: GroupSummary) -> list[str]:
+    sizes = ", ".join(f"{g} {n}" for g, n in zip(group.groups, group.sizes))
+    cells = "; ".join(f"{m}: {c[1]} in {c[0]}" for m in summary.methods if (c := group.cell(m)) is not None)
+    return [f"Groups by {group.attribute} from {group.source} (images: {sizes}). Per group: mIoU from the counts "
+            "summed over its images; mIoU^I the mean of the per-image mIoU_i. Worst group and gap: of the groups' "
+            "mIoU; worst cell: the lowest IoU of a (group, class)" + (f" ({cells})" if cells else "") + ". "
+            "ES (Harvard-FairSeg, Tian et al. 2024) = P_all / (1 + Σ_g |P̄_g − P_all|); ES (FairMedFM) = "
+            "P_all / (1 + std_g P̄_g); (1−min)/(1−max) (FairMedFM) of the P̄_g, 1 when the groups score alike; "
+            "P̄_g, P_all: mean mIoU_i over a group's images and over all (docs/definitions.md). The ratio is "
+            "unitless, the rest in %. Intervals: bootstrap over images drawn within each group"
+            + (" and over seeds" if (summary.n_seeds > 1).any() else "") + "."]
+
+
+def group_tables(summary: Summary, *, decimals: int = 2, labels: dict | None = None) -> list[Table]:
+    """Per grouping attribute: the groups' mIoU and the across-group numbers; class fairness within each
+    group; the per-class ES."""
+    tables = []
+    for attribute, group in summary.groups.items():
+        block, safe = group.block, "".join(c if c.isalnum() else "_" for c in attribute)
+        per_group = [((f"{g} (n={n})", name), group_column(k, g)) for g, n in zip(group.groups, group.sizes)
+                     for name, k in (("mIoU", "miou"), ("mIoU^I", "miou_image"))]
+        first = _group_part(group, [c for c, _ in per_group], [k for _, k in per_group], [True] * len(per_group),
+                            decimals, summary.reference)
+        across = _group_part(group, [("across groups", n) for n, _, _ in GROUP_COLUMNS],
+                             [k for _, k, _ in GROUP_COLUMNS], [h for _, _, h in GROUP_COLUMNS], decimals,
+                             summary.reference)
+        keys = [k for _, k in per_group] + list(GROUP_KEYS)
+        notes = _group_notes(summary, group) + _seed_note(summary)
+        tables.append(Table(f"table_groups_{safe}", f"Fairness across groups of images: {attribute} (%).",
+                            [first, across], _block_csv(block, keys), notes, decimals=decimals, labels=labels or {}))
+        fair = [((g, name), group_column(k, g), h) for g in group.groups for name, k, h in GROUP_FAIRNESS]
+        part = _group_part(group, [c for c, _, _ in fair], [k for _, k, _ in fair], [h for _, _, h in fair], decimals,
+                           summary.reference)
+        fair_keys = [group_column(k, g) for g in group.groups for k in FAIRNESS_KEYS[1:]]
+        tables.append(Table(f"table_groups_{safe}_fairness", f"Fairness across classes within each {attribute} (%).",
+                            [part], _block_csv(block, fair_keys),
+                            [f"Table 3's metrics computed within each group, the classes ranked by "
+                             f"{summary.reference}'s IoU in that group; all of them are in the CSV."],
+                            decimals=decimals, labels=labels or {}))
+        es = [group_column("es", None, c) for c in summary.classes]
+        part = _group_part(group, [("", c) for c in summary.classes], es, [True] * len(es), decimals, summary.reference)
+        tables.append(Table(f"table_groups_{safe}_es_class",
+                            f"ES (Harvard-FairSeg) per class across {attribute} (%).",
+                            [part], _block_csv(block, es),
+                            ["Per class c: P_all / (1 + Σ_g |P̄_g − P_all|) with the per-image IoU of c as the score, "
+                             "over the images whose ground truth holds c (groups without one left out)."],
+                            decimals=decimals, labels=labels or {}))
+    return tables
+
+
 # --------------------------------------------------------------------------- numbers out
 def _plain(value):
     value = float(value)
@@ -426,6 +545,13 @@ def summary_json(summary: Summary, which: str = "both") -> str:
                 image = summary.blocks["image"]
                 entry["image_level"] = {k: _plain(image.mean.loc[m, k]) for k in IMAGE_KEYS}
                 entry["image_level_std"] = {k: _plain(image.std.loc[m, k]) for k in IMAGE_KEYS}
+            if summary.has_boundary:
+                edge = summary.blocks["boundary"]
+                entry["boundary_iou"] = {c: _plain(edge.mean.loc[m, c]) for c in summary.classes}
+                entry["boundary"] = {k: _plain(edge.mean.loc[m, k]) for k in BOUNDARY_KEYS}
+            if summary.groups:
+                entry["groups"] = {a: {c: _plain(g.block.mean.loc[m, c]) for c in g.block.mean.columns}
+                                   for a, g in summary.groups.items()}
         methods[m] = entry
     out = {"unit": "percent (cov and gini x100)", "reference": summary.reference, "fraction": summary.fraction,
            "k": summary.k, "classes": summary.classes, "dropped_classes": summary.dropped, "notes": summary.notes,
@@ -443,6 +569,10 @@ def summary_csv(summary: Summary, which: str = "both", class_order: str = "refer
         parts.append(summary.fairness[list(FAIRNESS_KEYS)])
         if summary.has_image_level:
             parts.append(summary.blocks["image"].mean[list(IMAGE_KEYS)])
+        if summary.has_boundary:
+            parts.append(summary.blocks["boundary"].mean[list(BOUNDARY_KEYS)])
+        for attribute, group in summary.groups.items():
+            parts.append(group.block.mean[list(GROUP_KEYS)].add_prefix(f"{attribute}:"))
     parts.append(summary.n_seeds.rename("seeds").to_frame())
     frame = pd.concat(parts, axis=1)
     frame.index.name = "method"
@@ -472,6 +602,9 @@ def render_summary(summary: Summary, fmt: str = "md", *, which: str = "both", sp
         tables.append(table3(summary, decimals=digits, labels=labels))
         if summary.has_image_level:
             tables.append(table_image(summary, decimals=digits, labels=labels))
+        if summary.has_boundary:
+            tables.append(table_boundary(summary, decimals=digits, class_order=class_order, labels=labels))
+        tables += group_tables(summary, decimals=digits, labels=labels)
     if fmt == "md":
         return "\n".join(t.to_markdown() for t in tables)
     return "\n".join(t.to_latex(latex_environment) for t in tables)

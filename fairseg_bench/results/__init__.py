@@ -14,6 +14,12 @@ reports and the CI gate read; its keys (schema version 1):
   ``miou``, ``pixel_accuracy``, ``class_accuracy`` (K floats or null);
 - ``fairness`` (dict, the keys of ``fairness_metrics`` with the run itself as reference,
   IoUs as fractions);
+- ``boundary`` (Boundary IoU, Cheng et al. 2021, :mod:`fairseg_bench.core.boundary`):
+  ``{"intersection": K ints, "union": K ints, "iou": K floats or null, "per_image":
+  {"intersection", "union"} (N_images x K ints each)}``, counted at the default width (2 % of
+  the image diagonal); absent from records written before it was counted;
+- ``image_names`` (N stems, the order of ``per_image``) and ``image_attributes`` (``{name: N
+  strings}``, e.g. CamVid's ``sequence``, Cityscapes' ``city``): the built-in image groups;
 - ``sampler`` (``{"name", "draw_histogram": K ints, "final_weights": K floats}`` or null);
 - ``timing`` (``{"wall_time_s", "train_images_per_s", "eval_images_per_s"}``);
 - ``environment`` (``{"fairseg_bench", "torch", "python", "device", "git_commit"}``).
@@ -56,6 +62,18 @@ def _jsonable(value):
 def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
     """Write ``obj`` as JSON atomically; NaN becomes null."""
     write_atomic(path, json.dumps(_jsonable(obj), indent=1, allow_nan=False) + "\n")
+
+
+def boundary_record(intersection, union) -> dict:
+    """``{"boundary": {...}}`` of per-image Boundary IoU counts ``(N, K)``, or {} when there are none."""
+    if intersection is None or union is None:
+        return {}
+    from fairseg_bench.core.boundary import boundary_iou
+
+    inter, uni = np.asarray(intersection, np.int64), np.asarray(union, np.int64)
+    totals = inter.sum(0), uni.sum(0)
+    return {"boundary": {"intersection": totals[0], "union": totals[1], "iou": boundary_iou(*totals),
+                         "per_image": {"intersection": inter, "union": uni}}}
 
 
 def _floats(values) -> np.ndarray:

@@ -59,6 +59,10 @@ class Result:
     dataset: str | None = None
     split: str | None = None
     record: dict = field(default_factory=dict, repr=False)  # the whole metrics.json ({} otherwise)
+    # Boundary IoU counts: {"intersection", "union"} (K,) and "per_image": {"intersection", "union"} (N, K) or None
+    boundary: dict | None = None
+    image_names: tuple[str, ...] | None = None  # N stems, the order of per_image
+    image_attributes: dict[str, tuple[str, ...]] | None = None  # the records' built-in image groups
 
     @property
     def folder(self) -> Path | None:
@@ -166,12 +170,49 @@ def _read_run(path: Path, obj: dict, scale: str) -> list[Result]:
     per_image = obj.get("per_image") or None
     if per_image is not None:
         per_image = {k: np.asarray(per_image[k], dtype=np.int64) for k in ("tp", "fp", "fn")}
+    n_images = None if per_image is None else per_image["tp"].shape[0]
+    names, attributes = _image_keys(path, obj, n_images)
     return [Result(
         method=str(obj["method"]), seed=int(obj["seed"]), classes=tuple(map(str, obj["classes"])), iou=iou,
         source=path, confusion_matrix=cm if has_counts else None, per_image=per_image,
         config_hash=obj.get("config_hash"), experiment=obj.get("experiment"), dataset=obj.get("dataset"),
-        split=obj.get("split"), record=obj,
+        split=obj.get("split"), record=obj, boundary=_boundary(path, obj, len(obj["classes"]), n_images),
+        image_names=names, image_attributes=attributes,
     )]
+
+
+def _boundary(path: Path, obj: dict, k: int, n_images: int | None) -> dict | None:
+    """The record's Boundary IoU counts as int64 arrays, checked against K and N; None if not recorded."""
+    block = obj.get("boundary")
+    if not block:
+        return None
+    try:
+        out = {key: np.asarray(block[key], dtype=np.int64) for key in ("intersection", "union")}
+        images = block.get("per_image")
+        out["per_image"] = None if not images else {
+            key: np.asarray(images[key], dtype=np.int64).reshape(-1, k) for key in ("intersection", "union")}
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: malformed boundary block (expected intersection, union and per_image counts)") \
+            from None
+    sizes_ok = out["intersection"].shape == out["union"].shape == (k,)
+    if out["per_image"] is not None:
+        sizes_ok &= n_images is None or out["per_image"]["intersection"].shape[0] == n_images
+        sizes_ok &= out["per_image"]["intersection"].shape == out["per_image"]["union"].shape
+    if not sizes_ok or (out["intersection"] > out["union"]).any():
+        raise UserError(f"{path}: boundary counts do not match the {k} classes and the per-image statistics")
+    return out
+
+
+def _image_keys(path: Path, obj: dict, n_images: int | None):
+    """``image_names`` and ``image_attributes`` as tuples, each N long when the record has per-image rows."""
+    names = obj.get("image_names")
+    if names is None:
+        return None, None
+    names = tuple(map(str, names))
+    attributes = {str(k): tuple(map(str, v)) for k, v in (obj.get("image_attributes") or {}).items()}
+    if any(len(v) != len(names) for v in attributes.values()) or (n_images is not None and len(names) != n_images):
+        raise UserError(f"{path}: image_names/image_attributes do not hold one entry per image of per_image")
+    return names, attributes or None
 
 
 def _check_consistent(path: Path, obj: dict, stored: np.ndarray, iou: np.ndarray) -> None:

@@ -49,9 +49,16 @@ FAIRNESS_KEYS = (
 PERCENT_RATIOS = ("cov", "gini")  # unitless ratios shown ×100
 #: The image-level columns (docs/definitions.md, "Image-level metrics"), percent; NaN without per-image statistics.
 IMAGE_KEYS = ("miou_image", "miou_image_worst_5", "miou_image_worst_10", "miou_class")
+#: Boundary IoU (Cheng et al. 2021): its mean over classes and the mean over classes of min(IoU, Boundary IoU), percent.
+BOUNDARY_KEYS = ("biou", "min_iou_biou")
+#: The across-group numbers of each grouping (docs/definitions.md, "Groups of images"): percent, the ratio unitless.
+GROUP_KEYS = ("worst_group", "group_gap", "worst_cell", "es_harvard", "es_fairmedfm", "ratio_fairmedfm",
+              "miou_image_all")
+#: The group key the gate guards (of the first grouping attribute).
+GROUP_GATED = ("worst_group",)
 
-__all__ = ["Summary", "Block", "Context", "BLOCKS", "summarize", "MIOU", "FAIRNESS_KEYS", "IMAGE_KEYS",
-           "check_fraction"]
+__all__ = ["Summary", "Block", "Context", "BLOCKS", "GroupSummary", "summarize", "MIOU", "FAIRNESS_KEYS",
+           "IMAGE_KEYS", "BOUNDARY_KEYS", "GROUP_KEYS", "GROUP_GATED", "check_fraction", "group_column"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,44 @@ class Context:
     per_image: dict[str, dict | None] = field(default_factory=dict)  # method -> {"tp","fp","fn"} (S, N, K)
     counts: np.ndarray | None = None  # (B, N) the bootstrap's image draws, shared by every method
     seed: int = 0
+    # method -> {"intersection", "union"} (S, K) and "per_image" {"intersection", "union"} (S, N, K) or None
+    boundary: dict[str, dict | None] = field(default_factory=dict)
+
+
+def group_column(key: str, group: str | None = None, cls: str | None = None) -> str:
+    """A column of a group block: ``key``, ``key@group`` or ``key@group@class`` (``es@@class`` per class)."""
+    if group is None and cls is None:
+        return key
+    return f"{key}@{group or ''}" + ("" if cls is None else f"@{cls}")
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """The numbers of one grouping attribute: a block whose columns :func:`group_column` names.
+
+    Columns: :data:`GROUP_KEYS`; per group g ``miou@g``, ``miou_image@g``, ``images@g`` and the
+    fairness keys ``<key>@g``; per group and class ``iou@g@c``; per class ``es@@c``.
+    """
+
+    attribute: str
+    groups: list[str]
+    sizes: list[int]  # images per group
+    block: Block
+    source: str  # where the groups came from
+
+    def cell(self, method: str) -> tuple[str, str] | None:
+        """The (group, class) of the method's lowest seed-mean IoU cell."""
+        from fairseg_bench.core.groups import worst_cell
+
+        matrix = self.class_matrix(self.block.mean, method)
+        found = worst_cell(matrix.to_numpy())
+        return None if found is None else (str(matrix.index[found[0]]), str(matrix.columns[found[1]]))
+
+    def class_matrix(self, frame: pd.DataFrame, method: str) -> pd.DataFrame:
+        """Groups × classes of ``iou@g@c`` from one of the block's frames (mean, delta, ...)."""
+        classes = [c.split("@", 2)[2] for c in frame.columns if c.startswith(f"iou@{self.groups[0]}@")]
+        return pd.DataFrame([[frame.loc[method, group_column("iou", g, c)] for c in classes] for g in self.groups],
+                            index=self.groups, columns=classes)
 
 
 @dataclass(frozen=True)
@@ -108,6 +153,7 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tie_ranges: dict[str, pd.DataFrame] = field(default_factory=dict)  # key -> methods × (low, high)
+    groups: dict[str, GroupSummary] = field(default_factory=dict)  # attribute -> its numbers, in order
 
     @property
     def methods(self) -> list[str]:
@@ -183,6 +229,16 @@ class Summary:
         """Whether some method has per-image statistics (so the image-level block holds numbers)."""
         return bool(self.blocks["image"].mean.notna().any().any())
 
+    @property
+    def has_boundary(self) -> bool:
+        """Whether some method has Boundary IoU counts."""
+        return bool(self.blocks["boundary"].mean.notna().any().any())
+
+    def lacking_boundary(self) -> list[str]:
+        """The methods without Boundary IoU counts (records written before it was counted, or tables)."""
+        frame = self.blocks["boundary"].mean
+        return [m for m in frame.index if frame.loc[m].isna().all()]
+
 
 def check_fraction(fraction: float) -> float:
     """``fraction`` must lie in (0, 0.5]: past a half the 'bottom' group overlaps the 'top' one."""
@@ -254,8 +310,44 @@ def image_block(ctx: Context):
     return list(IMAGE_KEYS), per_seed, reps
 
 
+def _boundary_columns(biou: np.ndarray, iou: np.ndarray) -> np.ndarray:
+    """Per-class Boundary IoU, its class mean, the class mean of min(IoU, BIoU). ``(..., K) -> (..., K+2)``."""
+    with _quiet_nan():
+        return np.concatenate([biou, np.nanmean(biou, axis=-1, keepdims=True),
+                               np.nanmean(np.minimum(iou, biou), axis=-1, keepdims=True)], axis=-1)
+
+
+def boundary_block(ctx: Context):
+    """Boundary IoU per class (%), its mean and min(IoU, Boundary IoU); NaN for records without the counts."""
+    from fairseg_bench.core.boundary import boundary_iou
+
+    per_seed, reps = {}, {}
+    rng = np.random.default_rng([ctx.seed, 3])
+    for m in ctx.methods:
+        counts = ctx.boundary.get(m)
+        seeds = len(ctx.seeds_iou[m])
+        if counts is None:
+            per_seed[m], reps[m] = np.full((seeds, len(ctx.classes) + 2), np.nan), None
+            continue
+        biou = 100.0 * boundary_iou(counts["intersection"], counts["union"])
+        per_seed[m] = _boundary_columns(biou, ctx.seeds_iou[m])
+        images, stacks = counts["per_image"], ctx.per_image.get(m)
+        if images is None or stacks is None or ctx.counts is None or ctx.counts.shape[1] != images["union"].shape[1]:
+            reps[m] = None
+            continue
+        w = ctx.counts.astype(np.float64)
+        biou = np.stack([boundary_iou(w @ images["intersection"][s], w @ images["union"][s]) for s in range(seeds)],
+                        axis=1)  # (B, S, K)
+        both = stats.draw_seeds(np.concatenate([biou, stats.bootstrap_seed_iou(stacks, ctx.counts)], axis=-1), rng)
+        k = len(ctx.classes)
+        with _quiet_nan():
+            reps[m] = np.nanmean(_boundary_columns(100.0 * both[..., :k], 100.0 * both[..., k:]), axis=1)
+    return ctx.classes + list(BOUNDARY_KEYS), per_seed, reps
+
+
 #: name -> builder(ctx) -> (columns, {method: (S, C) per-seed values}, {method: (B, C) replicates or None})
-BLOCKS: dict[str, Callable] = {"iou": iou_block, "fairness": fairness_block, "image": image_block}
+BLOCKS: dict[str, Callable] = {"iou": iou_block, "fairness": fairness_block, "image": image_block,
+                               "boundary": boundary_block}
 
 
 def _block(ctx: Context, columns, per_seed, reps) -> tuple[Block, set[str]]:
@@ -356,9 +448,109 @@ def _per_image(results: Results, method: str, keep) -> dict[str, np.ndarray] | N
     return {k: np.stack([s[k][:, keep] for s in per_run]) for k in ("tp", "fp", "fn")}
 
 
+def _boundary_stacks(results: Results, method: str, keep) -> dict | None:
+    """Boundary IoU counts of every seed: totals ``(S, K)``, per image ``(S, N, K)`` or None; None if one lacks them."""
+    blocks = [r.boundary for r in results.runs_of(method)]
+    if not blocks or any(b is None for b in blocks):
+        return None
+    out: dict = {k: np.stack([b[k][keep] for b in blocks]) for k in ("intersection", "union")}
+    images = [b["per_image"] for b in blocks]
+    same = all(i is not None for i in images) and len({i["union"].shape for i in images}) == 1
+    out["per_image"] = None if not same else {k: np.stack([i[k][:, keep] for i in images])
+                                              for k in ("intersection", "union")}
+    return out
+
+
+# ------------------------------------------------------------------------------- groups
+def _group_values(tp, fp, fn, codes, n_groups: int, weights, ref_iou: np.ndarray | None, fraction: float):
+    """One seed's group numbers as a row per replicate, in :func:`_group_columns` order (percent; ratio unitless).
+
+    ``ref_iou`` ``(G, K)`` percent ranks the classes within each group for the fairness keys (the
+    reference's seed mean there); None: each model ranked by itself. Shape: ``(B, C)``.
+    """
+    from fairseg_bench.core.groups import group_metrics
+
+    out = group_metrics(tp, fp, fn, codes, weights, n_groups)
+    iou = 100.0 * out["iou"]  # (B, G, K)
+    scalars = [100.0 * out[k] if k != "ratio_fairmedfm" else out[k] for k in GROUP_KEYS]
+    fair = [_fairness_rows(iou[:, g], None if ref_iou is None else ref_iou[g], fraction) for g in range(n_groups)]
+    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    per_group = [np.stack([100.0 * out["miou"][:, g], 100.0 * out["miou_image"][:, g],
+                           np.full(len(iou), sizes[g])], axis=-1) for g in range(n_groups)]
+    return np.concatenate([np.stack(scalars, axis=-1), *per_group, *[f[:, 1:] for f in fair],
+                           iou.reshape(len(iou), -1), 100.0 * out["es_class"]], axis=-1)
+
+
+def _group_columns(groups: list[str], classes: list[str]) -> list[str]:
+    per_group = [group_column(k, g) for g in groups for k in ("miou", "miou_image", "images")]
+    fair = [group_column(k, g) for g in groups for k in FAIRNESS_KEYS[1:]]
+    cells = [group_column("iou", g, c) for g in groups for c in classes]
+    return list(GROUP_KEYS) + per_group + fair + cells + [group_column("es", None, c) for c in classes]
+
+
+def _group_summary(ctx: Context, results: Results, aligned, keep, n_boot: int, source: str) -> GroupSummary:
+    """Every group number of one attribute for every method: per seed, and over images drawn within groups."""
+    from fairseg_bench.core.groups import group_iou, stratified_counts
+
+    n_groups, columns = len(aligned.groups), _group_columns(aligned.groups, ctx.classes)
+    stacks: dict[str, list[dict] | None] = {}
+    for m in ctx.methods:
+        runs = results.runs_of(m)
+        rows = [aligned.rows.get(id(r)) for r in runs]
+        stacks[m] = None if any(x is None for x in rows) else [
+            {k: r.per_image[k][x][:, keep] for k in ("tp", "fp", "fn")} for r, x in zip(runs, rows)]
+    ref_runs = stacks[ctx.reference]
+    with _quiet_nan():
+        ref_iou = None if ref_runs is None else 100.0 * np.nanmean(
+            [group_iou(**s, codes=aligned.codes, n_groups=n_groups)[0] for s in ref_runs], axis=0)
+    counts = stratified_counts(aligned.codes, n_boot, [ctx.seed, 4]) if n_boot > 0 else None
+    rng = np.random.default_rng([ctx.seed, 5])
+    per_seed: dict[str, np.ndarray] = {}
+    reps: dict[str, np.ndarray | None] = {}
+    for m in ctx.methods:
+        if stacks[m] is None:
+            per_seed[m], reps[m] = np.full((len(ctx.seeds_iou[m]), len(columns)), np.nan), None
+            continue
+        seed_stacks = stacks[m]
+        values = [_group_values(**s, codes=aligned.codes, n_groups=n_groups, weights=None, ref_iou=ref_iou,
+                                fraction=ctx.fraction) for s in seed_stacks]
+        per_seed[m], reps[m] = np.concatenate(values), None
+        if counts is not None:
+            drawn = [_group_values(**s, codes=aligned.codes, n_groups=n_groups, weights=counts, ref_iou=ref_iou,
+                                   fraction=ctx.fraction) for s in seed_stacks]
+            with _quiet_nan():
+                reps[m] = np.nanmean(stats.draw_seeds(np.stack(drawn, axis=1), rng), axis=1)
+    block, _ = _block(ctx, columns, per_seed, reps)
+    sizes = np.bincount(aligned.codes, minlength=n_groups).tolist()
+    return GroupSummary(aligned.attribute, list(aligned.groups), sizes, block, source)
+
+
+def _groups(ctx: Context, results: Results, grouping, keep, n_boot: int) -> tuple[dict, list[str]]:
+    """The group summaries of every attribute of ``grouping`` (the records' own when None), and the warnings."""
+    from fairseg_bench.results.groups import align, builtin_groups
+
+    grouping = grouping if grouping is not None else builtin_groups(results)
+    if grouping is None:
+        return {}, []
+    out, warnings = {}, []
+    for attribute in grouping.attributes:
+        try:
+            aligned = align(results, grouping, attribute)
+        except UserError as exc:
+            if grouping.explicit:
+                raise
+            warnings.append(f"no groups by {attribute}: {exc}")
+            continue
+        if aligned is None:
+            continue
+        warnings += aligned.warnings
+        out[attribute] = _group_summary(ctx, results, aligned, keep, n_boot, grouping.source)
+    return out, warnings
+
+
 # ------------------------------------------------------------------------------ summary
 def summarize(results: Results, reference: str | None = None, *, fraction: float = 0.25, n_boot: int = 1000,
-              confidence: float = 0.95, seed: int = 0, strict: bool = False) -> Summary:
+              confidence: float = 0.95, seed: int = 0, strict: bool = False, groups=None) -> Summary:
     """Compute every number of the comparison (see the module docstring).
 
     Args:
@@ -369,6 +561,8 @@ def summarize(results: Results, reference: str | None = None, *, fraction: float
         confidence: interval level.
         seed: seed of the bootstrap draws.
         strict: refuse results that lack a class others have, instead of dropping it.
+        groups: a :class:`~fairseg_bench.results.groups.Grouping` (``--groups``); None: the records'
+            own ``image_attributes``, if any.
     """
     fraction = check_fraction(fraction)
     reference = results.resolve(reference)
@@ -380,11 +574,14 @@ def summarize(results: Results, reference: str | None = None, *, fraction: float
         ref_iou = np.nanmean(seeds_iou[reference], axis=0)
     stacks = {m: _per_image(results, m, keep) for m in methods}
     boot, counts = _bootstrap(stacks, n_boot, seed)
-    ctx = Context(methods, reference, classes, fraction, confidence, seeds_iou, ref_iou, boot, stacks, counts, seed)
+    ctx = Context(methods, reference, classes, fraction, confidence, seeds_iou, ref_iou, boot, stacks, counts, seed,
+                  boundary={m: _boundary_stacks(results, m, keep) for m in methods})
     blocks, kinds = {}, set()
     for name, build in BLOCKS.items():
         blocks[name], found = _block(ctx, *build(ctx))
         kinds |= found
+    group_summaries, group_warnings = _groups(ctx, results, groups, keep, n_boot)
+    messages += group_warnings
     tie_notes, tie_ranges = _tie_notes(ctx, blocks["fairness"].mean)
     order_index = np.argsort(ref_iou, kind="stable")
     return Summary(
@@ -395,5 +592,5 @@ def summarize(results: Results, reference: str | None = None, *, fraction: float
         interval=" and ".join(sorted(kinds)) or "none (no per-image statistics and a single seed)",
         dropped=dropped, warnings=list(results.warnings) + messages + tie_notes,
         notes=list(results.notes) + list(results.warnings) + messages + tie_notes,
-        tie_ranges=tie_ranges,
+        tie_ranges=tie_ranges, groups=group_summaries,
     )
