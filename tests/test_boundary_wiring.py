@@ -1,0 +1,119 @@
+"""Boundary IoU through every path: a run's metrics.json, a checkpoint's, a prediction folder's, the
+tables (old records without it included) and the gate."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from fairseg_bench.core.boundary import boundary_counts
+from fairseg_bench.data.camvid import PREDICTION_LUT
+from fairseg_bench.results import read_metrics
+
+from cli_helpers import call_main as cli
+from report_synthetic import write_experiment
+from test_camvid import NAMES, labels, labels_of, root  # noqa: F401 - the fabricated CamVid tree's fixtures
+
+
+def class_map(raw: np.ndarray) -> np.ndarray:
+    """CamVid's raw label values as class ids (void 11 -> 255)."""
+    return np.where(PREDICTION_LUT < 0, 255, PREDICTION_LUT).astype(np.uint8)[raw]
+
+
+def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(root, tmp_path, capsys):  # noqa: F811
+    from fairseg_bench.config import load_config
+
+    raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(root), out=str(tmp_path / "runs"),
+                                         quiet=True).resolved_dict()
+    raw["data"]["train_options"].update(frame_size=[12, 20], crop_size=[8, 8])
+    raw["data"]["val_options"].update(frame_size=[12, 20])
+    raw["train"].update(iters=2, batch_size=2, checkpoint_every=2)
+    raw["eval"].update(batch_size=2, samples=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    assert cli(capsys, "run", "-c", tmp_path / "tiny.yaml", "--no-report")[0] == 0
+    folder = tmp_path / "runs" / "camvid" / "mcce-s0"
+    run = read_metrics(folder).data
+    assert set(run["boundary"]) == {"intersection", "union", "iou", "per_image"}
+    assert np.shape(run["boundary"]["per_image"]["union"]) == (len(NAMES["test"]), 11)
+
+    code, _, err = cli(capsys, "evaluate", "--checkpoint", folder / "last.pt", "--split", "test", "--quiet",
+                       "--save-predictions", tmp_path / "preds")
+    assert code == 0, err
+    checkpoint = read_metrics(folder / "metrics-test.json").data
+    assert checkpoint["boundary"] == run["boundary"]
+    # recomputed from the label files and the saved predictions (the same argmax)
+    for i, name in enumerate(NAMES["test"]):
+        label = class_map(labels_of(root)[i])
+        pred = np.asarray(Image.open(tmp_path / "preds" / f"{name}.png"))
+        inter, union = boundary_counts(label, pred, 11)
+        assert checkpoint["boundary"]["per_image"]["intersection"][i] == inter.tolist()
+        assert checkpoint["boundary"]["per_image"]["union"][i] == union.tolist()
+
+    code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
+                       "--split", "test", "--out", tmp_path / "m", "--quiet")
+    assert code == 0, err
+    pairs = read_metrics(tmp_path / "m" / "metrics.json").data
+    order = [pairs["image_names"].index(n) for n in run["image_names"]]
+    for key in ("intersection", "union"):
+        assert pairs["boundary"][key] == checkpoint["boundary"][key]
+        np.testing.assert_array_equal(np.asarray(pairs["boundary"]["per_image"][key])[order],
+                                      checkpoint["boundary"]["per_image"][key])
+    assert pairs["image_attributes"] == {"sequence": [n.split("_")[0] for n in pairs["image_names"]]}
+
+    code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
+                       "--split", "test", "--out", tmp_path / "nb", "--quiet", "--no-boundary")
+    assert code == 0, err
+    assert "boundary" not in read_metrics(tmp_path / "nb" / "metrics.json").data
+
+
+def with_boundary(runs, edit=None):
+    """Give every record per-image Boundary IoU counts (a fixed fraction of the union intersects)."""
+    for path in sorted(runs.rglob("metrics.json")):
+        data = json.loads(path.read_text())
+        union = (np.asarray(data["per_image"]["tp"]) + 5) * 4
+        inter = union * (3 if data["method"] == "tce" else 2) // 4
+        if edit is not None:
+            inter = edit(data, inter)
+        data["boundary"] = {"intersection": inter.sum(0).tolist(), "union": union.sum(0).tolist(), "iou": None,
+                            "per_image": {"intersection": inter.tolist(), "union": union.tolist()}}
+        path.write_text(json.dumps(data))
+    return runs
+
+
+def test_tables_show_boundary_iou_and_old_records_read_with_a_note(tmp_path, capsys):
+    runs = with_boundary(write_experiment(tmp_path / "runs", methods=("mcce", "tce"), seeds=(0,)))
+    old = write_experiment(tmp_path / "runs", methods=("focal",), seeds=(0,))  # no boundary block
+    code, out, err = cli(capsys, "metrics", runs, "--format", "md")
+    assert code == 0, err
+    assert "Boundary IoU (%)" in out and "min(IoU, BIoU)" in out
+    assert "no Boundary IoU counts in the records of focal" in out
+    row = next(line for line in out.splitlines() if line.startswith("| focal") and "–" in line)
+    assert row.count("–") >= 3
+    code, out, _ = cli(capsys, "metrics", runs, "--format", "json")
+    tce = json.loads(out)["methods"]["tce"]
+    assert tce["boundary"]["biou"] == pytest.approx(75.0)
+    iou = np.array([tce["iou"][c] for c in tce["iou"]])
+    assert tce["boundary"]["min_iou_biou"] == pytest.approx(np.mean(np.minimum(iou, 75.0)))
+    assert old.exists()
+
+
+def test_a_malformed_boundary_block_is_a_one_line_error(tmp_path, capsys):
+    runs = write_experiment(tmp_path / "runs", methods=("mcce",), seeds=(0,))
+    path = next(runs.rglob("metrics.json"))
+    data = json.loads(path.read_text())
+    data["boundary"] = {"intersection": [1, 2], "union": [1, 2], "per_image": None}
+    path.write_text(json.dumps(data))
+    code, _, err = cli(capsys, "metrics", runs)
+    assert code == 2 and "boundary counts do not match" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_gate_guards_boundary_iou(tmp_path, capsys):
+    base = with_boundary(write_experiment(tmp_path / "base", methods=("mcce",), seeds=(0,)))
+    baseline = tmp_path / "baseline.json"
+    assert cli(capsys, "check", base, "--baseline", baseline, "--update")[0] == 0
+    assert "biou" in json.loads(baseline.read_text())["methods"]["mcce"]["fairness"]
+    worse = with_boundary(write_experiment(tmp_path / "cur", methods=("mcce",), seeds=(0,)),
+                          edit=lambda data, inter: inter * 3 // 4)
+    code, out, _ = cli(capsys, "check", worse, "--baseline", baseline, "--tolerance", "biou=2pp")
+    assert code == 1 and "REGRESSION mcce biou" in out
