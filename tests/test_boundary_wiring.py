@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from test_camvid import NAMES, labels, labels_of, root  # noqa: F401 - the fabricated CamVid tree's fixtures
 
 from fairseg_bench.core.boundary import boundary_counts
 from fairseg_bench.data.camvid import PREDICTION_LUT
@@ -13,7 +14,6 @@ from fairseg_bench.results import read_metrics
 
 from cli_helpers import call_main as cli
 from report_synthetic import write_experiment
-from test_camvid import NAMES, labels, labels_of, root  # noqa: F401 - the fabricated CamVid tree's fixtures
 
 
 def class_map(raw: np.ndarray) -> np.ndarray:
