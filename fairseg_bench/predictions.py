@@ -65,6 +65,15 @@ def _class_map_lut(lut: np.ndarray) -> np.ndarray | None:
     return None if np.array_equal(table, np.arange(256)) else table
 
 
+def _lookup(values: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    """``table[values]`` of a uint8 map by Pillow's ``point`` (several times faster than numpy's indexing)."""
+    if table is None:
+        return values
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(values).point(table.tolist()))
+
+
 class PairCounter:
     """Counts one (label, prediction) pair into a ``(K, K + 1)`` int64 matrix (column K = void) and,
     with ``boundary``, its per-class Boundary IoU counts on the class-id maps."""
@@ -98,10 +107,7 @@ class PairCounter:
         """``(2, K)`` Boundary IoU counts of raw maps, on their class ids (ignored, void: no class)."""
         from fairseg_bench.core.boundary import boundary_counts
 
-        if self.label_classes is not None:
-            label = np.take(self.label_classes, label)
-        if self.prediction_classes is not None:
-            prediction = np.take(self.prediction_classes, prediction)
+        label, prediction = _lookup(label, self.label_classes), _lookup(prediction, self.prediction_classes)
         return np.stack(boundary_counts(label, prediction, self.num_classes, ignore_index=255))
 
     @staticmethod
