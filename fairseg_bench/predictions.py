@@ -321,8 +321,9 @@ def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, 
                          groups=None) -> Path:
     """Evaluate a prediction folder; write its ``metrics.json`` and print the tables. Returns the file.
 
-    ``boundary``: also count Boundary IoU (about 1.5x the time at Cityscapes size, see
-    benchmarks/README.md); ``groups``: a ``--groups`` CSV for the printed group tables.
+    ``boundary``: also count Boundary IoU (on by default; ``--no-boundary`` skips it: at Cityscapes
+    size it made the evaluation 4.7x as long, see benchmarks/README.md); ``groups``: a parsed
+    ``--groups`` grouping for the printed group tables.
     """
     from fairseg_bench.results import write_json_atomic
 

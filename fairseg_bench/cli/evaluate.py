@@ -35,8 +35,8 @@ _PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "l
               help="--checkpoint: also write one prediction PNG per image (class ids, named by the image) to "
                    "this folder; `evaluate --predictions` reads it back to the same confusion matrix.")
 @click.option("--no-boundary", is_flag=True, default=None,
-              help="--predictions: skip the Boundary IoU counts (they take about a third of the time at "
-                   "Cityscapes size; see benchmarks/README.md).")
+              help="--predictions: skip the Boundary IoU counts (with them a Cityscapes-size folder took 4.7x "
+                   "as long on 2 busy cores; see benchmarks/README.md).")
 @groups_option
 @click.option("--quiet", is_flag=True, default=None)
 def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, workers, ids, reduce_zero_label,
