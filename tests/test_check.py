@@ -325,7 +325,7 @@ def test_direction_awareness(tmp_path):
 
 def test_default_tolerances_cover_every_metric_with_a_direction():
     assert set(gate.DEFAULT_TOLERANCES) == set(gate.GATED) == set(gate.METRICS) | {
-        "miou_image", "miou_image_worst_5", "miou_image_worst_10", "miou_class"}
+        "miou_image", "miou_image_worst_5", "miou_image_worst_10", "miou_class", "biou", "min_iou_biou", "worst_group"}
     assert set(gate.HIGHER_IS_BETTER).isdisjoint(gate.LOWER_IS_BETTER)
     assert {"worst", "miou", "sorted_bottom", "best"} <= set(gate.HIGHER_IS_BETTER)
     assert {"std", "gap", "cov", "gini"} == set(gate.LOWER_IS_BETTER)
@@ -474,7 +474,9 @@ def test_baseline_ci_halfwidths_match_scipy_bootstrap(tmp_path):
         ).confidence_interval
         # Monte-Carlo error of a 1,000-replicate percentile interval: ~10 % of its width
         assert iou_widths[c] == pytest.approx((ref.high - ref.low) / 2, rel=0.2)
-    assert set(record["ci_halfwidth"]["fairness"]) == set(gate.GATED)  # per-image counts: image level gated too
+    # per-image counts: image level gated too (no Boundary IoU counts, no groups in these runs)
+    assert set(record["ci_halfwidth"]["fairness"]) == set(gate.METRICS) | {
+        "miou_image", "miou_image_worst_5", "miou_image_worst_10", "miou_class"}
     assert all(w > 0 for w in record["ci_halfwidth"]["fairness"].values())
 
 
