@@ -46,7 +46,8 @@ def tiny(tmp_path_factory):
 
 
 def printed_tables(text: str) -> dict[str, dict[str, str]]:
-    """``{method: {column: cell}}`` of every printed Markdown table (bold and spread stripped)."""
+    """``{method: {column: cell}}`` of every printed Markdown table (bold and spread stripped); a column
+    name that comes back in a later table (Boundary IoU per class) keeps its first table's cell."""
     rows: dict[str, dict[str, str]] = {}
     header = None
     for line in text.splitlines():
@@ -58,7 +59,9 @@ def printed_tables(text: str) -> dict[str, dict[str, str]]:
             header = cells[1:]
         elif not cells[0].startswith(":"):
             values = [c.replace("*", "").split(" ± ")[0].rstrip("†") for c in cells[1:]]
-            rows.setdefault(cells[0], {}).update(zip(header, values))
+            row = rows.setdefault(cells[0], {})
+            for column, value in zip(header, values):
+                row.setdefault(column, value)
     return rows
 
 
