@@ -50,8 +50,8 @@ def test_quick_is_the_default_benchmark():
     cfg = load_config("quick")
     assert cfg.data.dataset == "synthetic" and cfg.seeds == (0,)
     assert cfg.losses == ("mcce", "focal", "tce")
-    assert (cfg.optim.name, cfg.optim.lr, cfg.train.batch_size) == ("adam", 8e-3, 8)
-    assert (cfg.model.name, cfg.train.amp) == ("unet_lite", "bf16")
+    assert (cfg.optim.name, cfg.optim.lr, cfg.train.batch_size, cfg.train.iters) == ("adam", 6e-3, 4, 2000)
+    assert (cfg.model.name, cfg.train.amp) == ("unet_lite", "auto")
     assert len(load_config("quick-long").seeds) >= 3
 
 
