@@ -287,3 +287,31 @@ def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it
 def labels_of(root) -> list[np.ndarray]:
     """The raw test labels of a fabricated tree, in list order."""
     return [np.asarray(Image.open(root / "testannot" / f"{name}.png")) for name in NAMES["test"]]
+
+
+@real
+@pytest.mark.slow
+def test_real_short_run_and_evaluate_on_test_through_the_cli(tmp_path, capsys):
+    """The camvid preset on the real copy, cut to a few steps: it trains, evaluates the 233 test
+    frames on the label files' pixels, and `evaluate --checkpoint` reproduces its confusion matrix."""
+    import yaml
+
+    from fairseg_bench.config import load_config
+
+    raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(REAL_ROOT),
+                                         out=str(tmp_path / "runs"), quiet=True).resolved_dict()
+    raw["train"].update(iters=4, checkpoint_every=4)
+    raw["eval"].update(samples=2)
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(raw))
+    code, _, err = cli(capsys, "run", "-c", tmp_path / "short.yaml", "--no-report")
+    assert code == 0, err
+    run = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0").data
+    assert run["split"] == "test" and len(run["image_names"]) == 233
+    void = sum(int((np.asarray(Image.open(REAL_ROOT / "testannot" / f"{n}.png")) == 11).sum())
+               for n in run["image_names"])
+    assert np.asarray(run["confusion_matrix"]).sum() == 233 * 360 * 480 - void  # every labelled pixel, full size
+    code, _, err = cli(capsys, "evaluate", "--checkpoint", tmp_path / "runs" / "camvid" / "mcce-s0" / "last.pt",
+                       "--split", "test", "--quiet")
+    assert code == 0, err
+    again = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0" / "metrics-test.json").data
+    np.testing.assert_array_equal(again["confusion_matrix"], run["confusion_matrix"])
