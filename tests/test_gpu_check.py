@@ -35,9 +35,15 @@ def test_step_benchmark_runs(capsys):
     bench_step.main(["--model", "unet_tiny", "--batch", "2", "--size", "32,32", "--rounds", "2", "--steps", "1",
                      "--threads", "1"])
     out = capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| c")}
+    rows = {line.split("|")[1].replace("← amp: auto", "").strip(): line
+            for line in out.splitlines() if line.startswith("| c")}
     assert set(bench_step.VARIANTS) <= set(rows)
     assert rows["contiguous, float32 (before)"].rstrip().endswith("| 1.00× | 1.00× |")  # the reference
+    from fairseg_bench.precision import cpu_bf16_native
+
+    marked = [name for name, line in rows.items() if "← amp: auto" in line]
+    chosen = "channels_last, bfloat16 (amp: bf16)" if cpu_bf16_native() else "channels_last, float32 (amp: false)"
+    assert marked == [chosen]
 
 
 @pytest.mark.slow
