@@ -317,12 +317,12 @@ def output_path(out, dataset: str, method: str) -> Path:
 def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, split: str = "val",
                          name: str | None = None, out=None, workers: int | None = None, ids: str = "label",
                          reduce_zero_label: bool = False, labels=None, classes=None, ignore_index: int = 255,
-                         quiet: bool = False, print_tables: bool = True, boundary: bool = True,
+                         quiet: bool = False, print_tables: bool = True, boundary: bool = False,
                          groups=None) -> Path:
     """Evaluate a prediction folder; write its ``metrics.json`` and print the tables. Returns the file.
 
-    ``boundary``: also count Boundary IoU (on by default; ``--no-boundary`` skips it: at Cityscapes
-    size it made the evaluation 4.7x as long, see benchmarks/README.md); ``groups``: a parsed
+    ``boundary``: also count Boundary IoU (``--boundary``; off by default: at Cityscapes size it
+    makes the evaluation ~4.7x as long, see benchmarks/README.md); ``groups``: a parsed
     ``--groups`` grouping for the printed group tables.
     """
     from fairseg_bench.results import write_json_atomic

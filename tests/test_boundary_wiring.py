@@ -51,7 +51,7 @@ def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(ro
         assert checkpoint["boundary"]["per_image"]["union"][i] == union.tolist()
 
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
-                       "--split", "test", "--out", tmp_path / "m", "--quiet")
+                       "--split", "test", "--out", tmp_path / "m", "--quiet", "--boundary")
     assert code == 0, err
     pairs = read_metrics(tmp_path / "m" / "metrics.json").data
     order = [pairs["image_names"].index(n) for n in run["image_names"]]
@@ -62,7 +62,7 @@ def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(ro
     assert pairs["image_attributes"] == {"sequence": [n.split("_")[0] for n in pairs["image_names"]]}
 
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
-                       "--split", "test", "--out", tmp_path / "nb", "--quiet", "--no-boundary")
+                       "--split", "test", "--out", tmp_path / "nb", "--quiet")  # opt-in for folders
     assert code == 0, err
     assert "boundary" not in read_metrics(tmp_path / "nb" / "metrics.json").data
 

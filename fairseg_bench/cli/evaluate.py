@@ -7,7 +7,7 @@ from fairseg_bench.cli.options import groups_option
 from fairseg_bench.errors import UserError
 
 _PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "labels", "classes", "ignore_index",
-                    "no_boundary")
+                    "boundary")
 
 
 @click.command()
@@ -34,13 +34,13 @@ _PREDICTION_ONLY = ("dataset", "name", "workers", "ids", "reduce_zero_label", "l
 @click.option("--save-predictions", type=click.Path(file_okay=False),
               help="--checkpoint: also write one prediction PNG per image (class ids, named by the image) to "
                    "this folder; `evaluate --predictions` reads it back to the same confusion matrix.")
-@click.option("--no-boundary", is_flag=True, default=None,
-              help="--predictions: skip the Boundary IoU counts (with them a Cityscapes-size folder took 4.7x "
-                   "as long on 2 busy cores; see benchmarks/README.md).")
+@click.option("--boundary", is_flag=True, default=None,
+              help="--predictions: also count Boundary IoU (a Cityscapes-size folder then takes ~4.7x as long; "
+                   "see benchmarks/README.md). Runs and --checkpoint always count it.")
 @groups_option
 @click.option("--quiet", is_flag=True, default=None)
 def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, workers, ids, reduce_zero_label,
-             labels, classes, ignore_index, device, save_predictions, no_boundary, groups, quiet):
+             labels, classes, ignore_index, device, save_predictions, boundary, groups, quiet):
     """Evaluate a saved model, or any model's prediction folder, and write its metrics.json."""
     given = {k: v for k, v in locals().items() if k in _PREDICTION_ONLY and v is not None}
     if (checkpoint is None) == (predictions is None):
@@ -66,4 +66,4 @@ def evaluate(checkpoint, predictions, dataset, data_root, split, name, out, work
     evaluate_predictions(predictions, dataset=dataset, root=data_root, split=split, name=name, out=out,
                          workers=workers, ids=ids or "label", reduce_zero_label=bool(reduce_zero_label),
                          labels=labels, classes=classes, ignore_index=255 if ignore_index is None else ignore_index,
-                         quiet=bool(quiet), boundary=not no_boundary, groups=groups)
+                         quiet=bool(quiet), boundary=bool(boundary), groups=groups)
