@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from calibrate_quick import batches  # the same uniform shuffles (run from benchmarks/ or with it on the path)
 from torch.utils.data import DataLoader
 
 from fairseg_bench import engine
@@ -30,13 +31,6 @@ from fairseg_bench.models import build_model
 from fairseg_bench.precision import resolve_precision
 
 CL = torch.channels_last
-
-
-def batches(n: int, batch: int, generator: torch.Generator):
-    while True:
-        order = torch.randperm(n, generator=generator).tolist()
-        for i in range(0, n - batch + 1, batch):
-            yield order[i:i + batch]
 
 
 def evaluate(model, dataset, autocast) -> np.ndarray:
