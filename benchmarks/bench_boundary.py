@@ -8,6 +8,9 @@ pair, interleaved in every round, median over the rounds, one thread:
   (``joint_histogram`` of the raw labelIds and ``PairCounter``'s fold to the class matrix);
 - ``boundary counts``: :func:`fairseg_bench.core.boundary.boundary_counts` on the trainId maps
   (19 classes, d = 46), the ratio against the confusion count being the figure of merit;
+- ``boundary counts, packed bits``: :func:`~fairseg_bench.core.boundary.boundary_counts_given_confusion`,
+  what ``evaluate --predictions --boundary`` runs: the class totals of the pair's confusion matrix less
+  the interior's, found on packed bits (checked equal to ``boundary counts`` in the run);
 - ``labelId -> trainId``: the two lookups the boundary needs first (its maps are class indices);
 - ``boundary counts (torch)``: :func:`~fairseg_bench.core.boundary.boundary_counts_torch` on CPU;
 - ``per-class erosion`` (reference, one round): ``scipy.ndimage.binary_erosion`` of every class
@@ -32,7 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench_predictions import label_map, prediction_of  # noqa: E402 - the same Cityscapes-shaped pairs
 
-from fairseg_bench.core.boundary import boundary_counts, boundary_counts_torch, boundary_width  # noqa: E402
+from fairseg_bench.core.boundary import (  # noqa: E402
+    boundary_counts,
+    boundary_counts_given_confusion,
+    boundary_counts_torch,
+    boundary_width,
+)
 
 K = 19
 
@@ -102,9 +110,22 @@ def main(argv=None) -> int:
     as_torch = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in train]
     d = boundary_width(*train[0][0].shape)
     count = confusion_counter()
+    codes = [(np.minimum(a, K), np.minimum(b, K)) for a, b in train]  # K: no class
+    matrices = [count(a, b).reshape(K, K + 1) for a, b in raw]
+    packed = iter(())
+
+    def packed_counts(a, b):
+        return boundary_counts_given_confusion(a, b, next(packed))
+
+    def packed_ms() -> float:
+        nonlocal packed
+        packed = iter(matrices)
+        return per_pair_ms(packed_counts, codes)
+
     methods = {
         "confusion count": lambda: per_pair_ms(count, raw),
         "boundary counts": lambda: per_pair_ms(lambda a, b: boundary_counts(a, b, K), train),
+        "boundary counts, packed bits": packed_ms,
         "labelId -> trainId": lambda: per_pair_ms(lambda a, b: (lut[a], lut[b]), raw),
         "boundary counts (torch)": lambda: per_pair_ms(lambda a, b: boundary_counts_torch(a, b, K), as_torch),
     }
@@ -116,6 +137,9 @@ def main(argv=None) -> int:
         for name in names[r % len(names):] + names[: r % len(names)]:
             times[name].append(methods[name]())
     med = {name: statistics.median(v) for name, v in times.items()}
+    for (a, b), (ca, cb), matrix in zip(train, codes, matrices):
+        fast, slow = boundary_counts_given_confusion(ca, cb, matrix), boundary_counts(a, b, K)
+        assert all(np.array_equal(x, y) for x, y in zip(fast, slow)), "the packed path disagrees"
     if not args.no_naive:
         expected = boundary_counts(*train[0], K)
         got = naive_counts(*train[0], d)

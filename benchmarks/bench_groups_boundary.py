@@ -7,7 +7,7 @@ pixels (its boundaries shift) and gives one region in ten another labelId. Timed
 every round (median over the rounds):
 
 - ``evaluate --predictions`` without Boundary IoU (``evaluate_predictions(boundary=False)``);
-- ``evaluate --predictions`` with it (the default);
+- ``evaluate --predictions --boundary`` (``evaluate_predictions(boundary=True)``);
 - the summary of the written record with the city groups and Boundary IoU, with 1000 bootstrap
   replicates (what ``report`` and ``check`` compute on top of the tables).
 

@@ -9,6 +9,7 @@ import torch
 from fairseg_bench.core.boundary import (
     BoundaryIoU,
     boundary_counts,
+    boundary_counts_given_confusion,
     boundary_counts_torch,
     boundary_iou,
     boundary_width,
@@ -120,6 +121,50 @@ def test_void_predictions_belong_to_no_class():
     label, pred = random_pair(rng, k=4)
     pred[rng.random(pred.shape) < 0.1] = 200
     assert_matches_reference(label, pred, 4, 3)
+
+
+def codes_and_confusion(label, pred, k):
+    """Class codes in ``[0, K]`` (``K``: ignored label / void prediction) and the ``(K, K + 1)`` matrix."""
+    g = np.where(label < k, label, k).astype(np.uint8)
+    p = np.where(pred < k, pred, k).astype(np.uint8)
+    valid = g < k
+    matrix = np.bincount(g[valid].astype(np.int64) * (k + 1) + p[valid], minlength=k * (k + 1))
+    return g, p, matrix.reshape(k, k + 1)
+
+
+@pytest.mark.parametrize("d", [3, 7, 8, 13, 30])  # below 7 the packed path hands over to the pixel path
+@pytest.mark.parametrize("seed", range(6))
+def test_packed_bits_path_matches_reference(seed, d):
+    rng = np.random.default_rng(100 + seed)
+    shape = tuple(int(n) for n in rng.integers(20, 150, 2))  # widths that are not a multiple of 8 or 64
+    label, pred = random_pair(rng, shape=shape, k=5, block=int(rng.integers(1, 12)))
+    pred[rng.random(shape) < 0.03] = 200  # void predictions
+    inter, union = boundary_counts_given_confusion(*codes_and_confusion(label, pred, 5), width=d)
+    ref_inter, ref_union = reference_counts(label, np.where(pred < 5, pred, 5), 5, d)
+    np.testing.assert_array_equal(inter, ref_inter)
+    np.testing.assert_array_equal(union, ref_union)
+    assert inter.dtype == union.dtype == np.int64
+
+
+@pytest.mark.parametrize("d", [7, 9, 12])
+def test_packed_bits_path_structured_pole_and_border(d):
+    label, pred = structured_pair()  # a class on the border, a 1-px pole, an ignored band
+    inter, union = boundary_counts_given_confusion(*codes_and_confusion(label, pred, 6), width=d)
+    ref_inter, ref_union = reference_counts(label, pred, 6, d)
+    np.testing.assert_array_equal(inter, ref_inter)
+    np.testing.assert_array_equal(union, ref_union)
+
+
+def test_packed_bits_path_at_cityscapes_size_equals_the_pixel_path():
+    rng = np.random.default_rng(3)
+    label, pred = random_pair(rng, shape=(1024, 2048), k=19, block=64)
+    g, p, matrix = codes_and_confusion(label, pred, 19)
+    fast = boundary_counts_given_confusion(g, p, matrix)  # d = 46
+    slow = boundary_counts(label, pred, 19)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+    with pytest.raises(ValueError, match="void column"):
+        boundary_counts_given_confusion(g, p, matrix[:, :19])
 
 
 def test_default_width_and_batch_shape():

@@ -19,11 +19,12 @@ Choices:
 
 How it is computed (exact, no loop over pixels or classes): ``d`` erosions by a 3x3 square are
 one erosion by a ``(2d+1)^2`` square, so a pixel of class ``c`` lies in ``G_d`` exactly when its
-``(2d+1)^2`` window holds another value or leaves the image: ``max != min`` over the window, or
-the pixel lies within ``d`` of the border. Max and min are separable sliding maxima (of the map
-and of its bitwise complement), each a van Herk-style doubling of ``log2(2d+1)`` elementwise
-maxima on the whole (N, H, W) stack at once, so the cost does not depend on ``d`` or ``K``. One
-joint histogram of (label class if in ``G_d``, predicted class if in ``P_d``) gives every count.
+``(2d+1)^2`` window holds another value or leaves the image (within ``d`` of the border). Which
+windows hold two values follows from where neighbours differ (:func:`_boundary_mask`): two
+sliding ORs over boolean change maps, each a doubling of ``log2(2d)`` elementwise ORs on the
+whole (N, H, W) stack at once, the vertical ones on packed bits, so the cost barely depends on
+``d`` and not on ``K``. One joint histogram of (label class if in ``G_d``, predicted class if in
+``P_d``) gives every count.
 
 Not detectron2's number: ``SemSegEvaluator`` computes ``mask - erode(mask)`` on the whole label
 map at once (``cv2.erode`` of the class-id image, a grey erosion), so its "boundary" is a
@@ -35,12 +36,14 @@ lazily.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["boundary_width", "boundary_counts", "boundary_counts_torch", "boundary_iou", "BoundaryIoU"]
+__all__ = ["boundary_width", "boundary_counts", "boundary_counts_given_confusion", "boundary_counts_torch",
+           "boundary_iou", "BoundaryIoU"]
 
 DILATION_RATIO = 0.02
 
@@ -56,38 +59,69 @@ def boundary_width(height: int, width: int, ratio: float = DILATION_RATIO) -> in
 
 
 # ----------------------------------------------------------------- shared (numpy or torch)
+def _zeros(x, shape: tuple):
+    """Zeros of ``x``'s dtype (and device) in ``shape``."""
+    return np.zeros(shape, x.dtype) if isinstance(x, np.ndarray) else x.new_zeros(shape)
+
+
+def _window_any(x, lo: int, hi: int, axis: int):
+    """``out[i] = x[i + lo] | ... | x[i + hi]`` along ``axis`` (-1 or -2), False/0 beyond the ends.
+
+    Works on booleans and on bytes of packed bits alike. The window of length ``p`` doubles each
+    step (one elementwise OR each); two overlapping windows of the largest ``p`` cover ``hi - lo + 1``.
+    """
+    n, length = x.shape[axis], hi - lo + 1
+    before, after = max(0, -lo), max(0, hi)
+    shape = list(x.shape)
+    shape[axis] = n + before + after
+    m = _zeros(x, tuple(shape))
+    m[_along(axis, slice(before, before + n))] = x
+    p = 1
+    while 2 * p <= length:
+        size = m.shape[axis]
+        m = m[_along(axis, slice(0, size - p))] | m[_along(axis, slice(p, size))]
+        p *= 2
+    first = before + lo
+    return m[_along(axis, slice(first, first + n))] | m[_along(axis, slice(first + length - p, first + length - p + n))]
+
+
 def _along(axis: int, part: slice) -> tuple:
     """Index selecting ``part`` along ``axis`` (-1 or -2) of an array of any rank."""
     return (Ellipsis, part) if axis == -1 else (Ellipsis, part, slice(None))
 
 
-def _sliding_max(a, d: int, axis: int, xp):
-    """Maximum over the window ``[i - d, i + d]`` (clipped to the array) along ``axis``.
-
-    Edge padding equals clipping for a maximum. The window of length ``p`` doubles each step;
-    two overlapping windows of the largest ``p`` cover ``2d + 1``.
-    """
-    n, w = a.shape[axis], 2 * d + 1
-    shape = list(a.shape)
-    shape[axis] = d
-    first, last = a[_along(axis, slice(0, 1))], a[_along(axis, slice(n - 1, n))]
-    m = xp.concatenate([xp.broadcast_to(first, shape), a, xp.broadcast_to(last, shape)], axis=axis)
-    p = 1
-    while 2 * p <= w:
-        length = m.shape[axis]
-        m = xp.maximum(m[_along(axis, slice(0, length - p))], m[_along(axis, slice(p, length))])
-        p *= 2
-    return xp.maximum(m[_along(axis, slice(0, n))], m[_along(axis, slice(w - p, w - p + n))])
+def _changes(codes, axis: int):
+    """Bool, the shape of ``codes``: ``True`` at ``i`` where ``codes[i] != codes[i + 1]`` along ``axis``."""
+    n = codes.shape[axis]
+    first, second, last = (_along(axis, part) for part in (slice(0, n - 1), slice(1, n), slice(n - 1, n)))
+    if isinstance(codes, np.ndarray):
+        out = np.empty(codes.shape, bool)
+        np.not_equal(codes[first], codes[second], out=out[first])
+    else:
+        out = _zeros(codes, tuple(codes.shape)) != 0
+        out[first] = codes[first] != codes[second]
+    out[last] = False
+    return out
 
 
 def _boundary_mask(codes, d: int, xp):
-    """``(..., H, W)`` bool: pixels within ``d`` of another value or of the image border.
+    """``(..., H, W)`` bool: pixels whose ``(2d+1)^2`` window holds another value or leaves the image.
 
-    ``max(~x) = ~min(x)`` for integers, so one stacked sliding maximum gives both extremes.
+    Inside the image, a window is uniform exactly when none of its rows changes value between
+    two neighbours and its centre column does not either (every row is then constant, and the
+    column says they are all equal). So: the horizontal changes, dilated over the ``2d`` pairs
+    in a row window and then over ``2d + 1`` rows, or a vertical change among the ``2d`` pairs
+    of the centre column. numpy does the vertical passes on packed bits (8 pixels a byte).
     """
-    stacked = xp.stack([codes, ~codes])
-    extremes = _sliding_max(_sliding_max(stacked, d, -1, xp), d, -2, xp)
-    mask = extremes[0] != ~extremes[1]
+    rows = _window_any(_changes(codes, -1), -d, d - 1, -1)
+    columns = _changes(codes, -2)
+    if xp is np:
+        width = codes.shape[-1]
+        packed = np.packbits(np.stack([rows, columns]), axis=-1)
+        mask = _window_any(packed[0], -d, d, -2) | _window_any(packed[1], -d, d - 1, -2)
+        mask = np.unpackbits(mask, axis=-1, count=width).view(bool)
+    else:
+        mask = _window_any(rows, -d, d, -2) | _window_any(columns, -d, d - 1, -2)
     mask[..., :d, :] = True  # the image border is contour: outside pixels are background
     mask[..., -d:, :] = True
     mask[..., :, :d] = True
@@ -181,19 +215,38 @@ def boundary_counts(label: np.ndarray, prediction: np.ndarray, num_classes: int,
     label, prediction = np.asarray(label), np.asarray(prediction)
     _check_shapes(label, prediction)
     K = int(num_classes)
-    keys, bad = _histogram_keys(label, prediction, K, ignore_index, _width(label, width), np)
-    _raise_bad(int(np.count_nonzero(bad)))
-    flat = keys.reshape(-1, keys.shape[-2] * keys.shape[-1])
-    hist = np.stack([_run_bincount(image, (K + 1) ** 2) for image in flat])
-    return _counts(hist.reshape(*keys.shape[:-2], K + 1, K + 1), K)
+    dtype = np.uint8 if K < 255 else np.int32
+    g, p = _codes(label, K, dtype, np), _codes(prediction, K, dtype, np)
+    _raise_bad(int(np.count_nonzero((g == K) & (label != ignore_index))))
+    d = _width(label, width)
+    row = np.where(_boundary_mask(g, d, np), g, K)  # the label's class where the pixel is in its G_d
+    col = np.where(_boundary_mask(p, d, np) & (g != K), p, K)  # the predicted class where in its P_d
+    pixels = label.shape[-2] * label.shape[-1]
+    hist = np.stack([_pair_bincount(r, c, K + 1) for r, c in zip(row.reshape(-1, pixels), col.reshape(-1, pixels))])
+    return _counts(hist.reshape(*label.shape[:-2], K + 1, K + 1), K)
+
+
+def _pair_bincount(row: np.ndarray, col: np.ndarray, n: int) -> np.ndarray:
+    """The ``(n * n,)`` int64 joint histogram of two 1-D arrays of values in ``[0, n)``, counted by runs.
+
+    Boundary maps are coherent along rows (long runs of "neither" and of one class): one weighted
+    count per run of equal pairs is cheaper than one increment per pixel, and no full-size array
+    of joint keys is ever made.
+    """
+    change = np.empty(row.size, bool)
+    change[:1] = True
+    np.not_equal(row[1:], row[:-1], out=change[1:])
+    change[1:] |= col[1:] != col[:-1]
+    if np.count_nonzero(change) > row.size // 4:  # short runs: the plain count is cheaper
+        return np.bincount(row.astype(np.intp) * n + col, minlength=n * n)
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=row.size)
+    keys = row[starts].astype(np.intp) * n + col[starts]
+    return np.bincount(keys, weights=lengths, minlength=n * n).astype(np.int64)  # exact below 2**53 pixels
 
 
 def _run_bincount(keys: np.ndarray, bins: int) -> np.ndarray:
-    """``np.bincount`` of a 1-D key array, int64, counted by runs of equal keys.
-
-    Boundary keys are coherent along rows (long runs of "neither" and of one class), and one
-    weighted count per run is cheaper than one increment per pixel.
-    """
+    """``np.bincount`` of a 1-D key array, int64, counted by runs of equal keys (see :func:`_pair_bincount`)."""
     change = np.empty(keys.size, bool)
     change[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=change[1:])
@@ -202,6 +255,137 @@ def _run_bincount(keys: np.ndarray, bins: int) -> np.ndarray:
     starts = np.flatnonzero(change)
     lengths = np.diff(starts, append=keys.size)
     return np.bincount(keys[starts], weights=lengths, minlength=bins).astype(np.int64)  # exact below 2**53
+
+
+# ------------------------------------------------------------------- numpy, packed bits
+def boundary_counts_given_confusion(label_codes: np.ndarray, prediction_codes: np.ndarray, confusion: np.ndarray,
+                                    *, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`boundary_counts` of one image whose confusion matrix is already counted: the same numbers, faster.
+
+    Every pixel of a class lies in its ``G_d`` but those of the *interior*, whose window holds
+    one value. So the counts are the confusion matrix's class totals less the interior's, and
+    the interior is found on packed bits (64 pixels a word). An interior pixel's whole byte of 8
+    pixels shares its value when ``d >= 7``, so the interior's class counts need one class per
+    byte (the map sampled every 8th column) and a popcount, never a pass over the pixels. For
+    ``d < 7`` this falls back to :func:`boundary_counts`.
+
+    Args:
+        label_codes: the label's class indices in ``[0, K]``, ``K`` for ignored pixels.
+        prediction_codes: the predicted class indices in ``[0, K]``, ``K`` for a void prediction.
+        confusion: the image's ``(K, K + 1)`` matrix (rows: label class over the labelled
+            pixels; columns: predicted class, then void).
+        width: ``d``; default :func:`boundary_width` of the image size.
+
+    Returns:
+        ``(intersection, union)``, int64 ``(K,)`` each.
+
+    Shape:
+        label_codes, prediction_codes ``(H, W)``; confusion ``(K, K + 1)``.
+    """
+    g, p = np.asarray(label_codes), np.asarray(prediction_codes)
+    _check_shapes(g, p)
+    matrix = np.asarray(confusion, np.int64)
+    K = matrix.shape[0]
+    if matrix.shape != (K, K + 1):
+        raise ValueError(f"the confusion matrix must be (K, K + 1) with the void column; got {matrix.shape}")
+    d = _width(g, width)
+    if g.ndim != 2 or d < 7:
+        return boundary_counts(g, p, K, ignore_index=K, width=d)
+    h, w = g.shape
+    inner_g, inner_p = _interior_bits(g, d), _interior_bits(p, d)
+    labelled = _bit_words(g != K)
+    equal = _bit_words(g == p) & labelled
+    g8, p8 = np.ascontiguousarray(g[:, ::8]).ravel(), np.ascontiguousarray(p[:, ::8]).ravel()
+    label_total, prediction_total = matrix.sum(1), matrix[:, :K].sum(0)
+    label_d = label_total - _bits_per_class(inner_g, g8, w, K)
+    prediction_d = prediction_total - _bits_per_class(inner_p & labelled, p8, w, K)
+    # a labelled pixel with g == p == c is outside G_d or P_d when either map's interior holds it;
+    # its class is the label's byte class where the label's interior touches the byte, else the prediction's
+    owner = np.where(_bytes(inner_g, w).ravel() != 0, g8, p8)
+    intersection = np.diagonal(matrix[:, :K]) - _bits_per_class((inner_g | inner_p) & equal, owner, w, K)
+    return intersection, label_d + prediction_d - intersection
+
+
+def _bit_words(mask: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool -> ``(H, ceil(W / 64))`` uint64: bit ``j`` of a row is column ``j`` (little-endian)."""
+    packed = np.packbits(mask, axis=-1, bitorder="little")
+    missing = -packed.shape[-1] % 8
+    if missing:
+        packed = np.concatenate([packed, np.zeros(packed.shape[:-1] + (missing,), np.uint8)], axis=-1)
+    return packed.view("<u8")
+
+
+def _bytes(words: np.ndarray, width: int) -> np.ndarray:
+    """The bytes of :func:`_bit_words` rows, ``ceil(W / 8)`` a row (one per 8 pixels): a strided view."""
+    return words.view(np.uint8)[:, :-(-width // 8)]
+
+
+def _bits_per_class(words: np.ndarray, byte_class: np.ndarray, width: int, num_classes: int) -> np.ndarray:
+    """``(K,)`` int64: set bits counted by the class of their byte (class ``K``: not counted)."""
+    ones = _popcount(_bytes(words, width)).ravel()  # the popcount's output is contiguous: no copy
+    bins = num_classes + 1
+    if bins * 9 <= 256:  # one uint8 key per byte, (class, popcount): an unweighted count is cheaper
+        keys = byte_class * np.uint8(9) + ones
+        per_key = np.bincount(keys, minlength=bins * 9).reshape(bins, 9)
+        return (per_key @ np.arange(9))[:num_classes].astype(np.int64)
+    return np.bincount(byte_class, weights=ones, minlength=bins)[:num_classes].astype(np.int64)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint8 (numpy's ``bitwise_count`` where it exists, else a table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return _POPCOUNT_TABLE[x]
+
+
+_POPCOUNT_TABLE = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def _shift_bits(words: np.ndarray, k: int) -> np.ndarray:
+    """Bit ``i`` of each word row becomes bit ``i + k`` of the input (0 beyond the row's ends)."""
+    q, s = divmod(k, 64)
+    n = words.shape[-1]
+    out = np.zeros_like(words) if abs(q) >= n else np.empty_like(words)
+    lo, hi = max(0, -q), min(n, n - q)  # output words whose source word ``w + q`` exists
+    if lo < hi:
+        out[:, :lo], out[:, hi:] = 0, 0
+        if s:
+            np.right_shift(words[:, lo + q:hi + q], np.uint64(s), out=out[:, lo:hi])
+        else:
+            out[:, lo:hi] = words[:, lo + q:hi + q]
+    lo, hi = max(0, -q - 1), min(n, n - q - 1)  # and its neighbour ``w + q + 1``, for the carried bits
+    if s and lo < hi:
+        out[:, lo:hi] |= words[:, lo + q + 1:hi + q + 1] << np.uint64(64 - s)
+    return out
+
+
+def _window_any_bits(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """:func:`_window_any` along the bits of word rows: bit ``i`` = OR of bits ``i + lo .. i + hi``."""
+    length = hi - lo + 1
+    m, p = words.copy(), 1
+    while 2 * p <= length:
+        m |= _shift_bits(m, p)
+        p *= 2
+    out = _shift_bits(m, lo)
+    out |= _shift_bits(m, lo + length - p)
+    return out
+
+
+def _interior_bits(codes: np.ndarray, d: int) -> np.ndarray:
+    """The complement of :func:`_boundary_mask` as :func:`_bit_words`: pixels whose window is uniform."""
+    rows = _window_any_bits(_bit_words(_changes(codes, -1)), -d, d - 1)
+    near = _window_any(rows, -d, d, -2) | _window_any(_bit_words(_changes(codes, -2)), -d, d - 1, -2)
+    return ~near & _inner_region(*codes.shape, d)
+
+
+@functools.lru_cache(maxsize=8)
+def _inner_region(height: int, width: int, d: int) -> np.ndarray:
+    """:func:`_bit_words` of the pixels at least ``d`` from the image border (read-only, cached)."""
+    region = np.zeros((height, width), bool)
+    region[d:height - d, d:width - d] = True
+    words = _bit_words(region)
+    words.flags.writeable = False
+    return words
 
 
 def boundary_iou(intersection, union) -> np.ndarray:
