@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from fairseg_bench import engine
+from fairseg_bench.checkpoint import CHECKPOINT, Checkpointer
 from fairseg_bench.core.sampling import UniformBatchSampler
 from fairseg_bench.data import build_dataset
 from fairseg_bench.loss_specs import build_loss
@@ -66,18 +67,12 @@ def harness_round(ds, steps: int, batch: int, seed: int, checkpoint_every: int, 
     scheduler = engine.poly_schedule(optimizer, steps, 0.9)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     loader = DataLoader(ds, batch_sampler=sampler, generator=torch.Generator().manual_seed(seed))
-    history: list[dict] = []
-
-    def checkpoint(step):
-        engine.save_checkpoint(folder / "last.pt", {
-            "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
-            "rng": [engine.rng_states()], "history": history})
+    state = engine.TrainState(model, optimizer, scheduler, scaler, criterion, sampler)
+    checkpoint = Checkpointer(state, folder / CHECKPOINT, "bench", resumed=False)
 
     start = time.perf_counter()
-    engine.train(model, criterion, loader, sampler, optimizer, scheduler, scaler, device=torch.device("cpu"),
-                 start_step=0, total_steps=steps, history=history, checkpoint=checkpoint,
-                 checkpoint_every=checkpoint_every, progress=False)
+    engine.train(state, loader, engine.TrainLogger(progress=False), device=torch.device("cpu"),
+                 checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     return steps * batch / (time.perf_counter() - start)
 
 

@@ -152,10 +152,10 @@ def harness_loop(model, ds, steps: int, warmup: int, batch: int, device, amp: bo
         sync(device)
         marks[step] = time.perf_counter()
 
-    engine.train(model, criterion, loader, sampler, optimizer, scheduler, scaler, device=device, start_step=0,
-                 total_steps=steps, history=[], checkpoint=mark, checkpoint_every=warmup,
-                 autocast=torch.float16 if amp else None,
-                 channels_last=True, images_per_step=batch, progress=False)
+    state = engine.TrainState(model, optimizer, scheduler, scaler, criterion, sampler)
+    engine.train(state, loader, engine.TrainLogger(images_per_step=batch, progress=False), device=device,
+                 autocast=torch.float16 if amp else None, channels_last=True, checkpoint=mark,
+                 checkpoint_every=warmup)
     return (steps - warmup) * batch / (marks[steps] - marks[warmup])
 
 

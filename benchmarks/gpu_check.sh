@@ -60,10 +60,10 @@ done
 "$PYTHON" - "$OUT" <<'PY'
 import sys
 from pathlib import Path
-from fairseg_bench.results import read_metrics
+from fairseg_bench.results import read_record
 out = Path(sys.argv[1])
 for run in ("mcce-s0", "focal-s0"):
-    a, b = (read_metrics(out / f"jobs{j}" / "jobs" / run).data for j in (1, 2))
+    a, b = (read_record(out / f"jobs{j}" / "jobs" / run) for j in (1, 2))
     same = a["confusion_matrix"] == b["confusion_matrix"]
     print(f"{run}: --jobs 2 confusion matrix {'==' if same else '!='} --jobs 1")
 PY

@@ -2,10 +2,17 @@
 
 A config file has the sections ``data``, ``model``, ``optim``, ``train``, ``eval`` and
 ``launcher`` (where the runs go: this machine or a Slurm cluster; not hashed) and the
-top-level keys ``name``, ``losses``, ``seeds``, ``out``, ``device`` and ``quiet`` (see the
-``quick`` preset). Every key is optional (the defaults below); an unknown key or a
-bad value is a ``UserError`` naming the file and the key. Command-line options override the
+top-level keys ``name``, ``losses``, ``seeds``, ``out``, ``device`` and ``quiet``. An unknown key
+or a bad value is a ``UserError`` naming the file and the key. Command-line options override the
 file through :meth:`ExperimentConfig.override`; the resolved config is saved beside every run.
+
+Defaults have one source each. What an experiment trains and measures (losses, seeds, data,
+model, optim, train, eval) comes from the packaged ``quick`` preset, the default benchmark:
+every config is laid over it, or over the preset its ``base: NAME`` key names (a preset may name
+another in turn). Laying merges mappings key by key and replaces everything else, lists included;
+the file's ``name`` is its own, and a dataset's options belong to it, so a config naming another
+dataset starts its ``train_options`` and ``val_options`` from none. Where and how the runs go
+(``name``, ``out``, ``device``, ``quiet``, ``launcher``) has its defaults in the dataclasses below.
 
 Presets ship inside the package (``fairseg_bench/presets/*.yaml``, read through
 ``importlib.resources`` so they work from an installed wheel; a checkout also shows them as
@@ -17,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +41,10 @@ PRESETS: Traversable = resources.files("fairseg_bench").joinpath("presets")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 # Keys that vary between the runs of one experiment or only say where/how to run: not hashed.
 UNHASHED_KEYS = ("losses", "seeds", "out", "device", "quiet", "launcher")
+# The preset every config without a ``base`` is laid over: the default benchmark.
+DEFAULTS = "quick"
+# The keyword arguments of one dataset's builder: they never carry over to another dataset.
+DATASET_OPTIONS = ("train_options", "val_options")
 
 
 # ----------------------------------------------------------------------------- value checks
@@ -50,7 +61,7 @@ def _non_negative_int(v):
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else Bad("a non-negative integer")
 
 
-def _number(lo=None, hi=None, lo_open=False):
+def _number_within(lo=None, hi=None, lo_open=False):
     def check(v):
         ok = isinstance(v, (int, float)) and not isinstance(v, bool)
         ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)
@@ -93,83 +104,84 @@ def _mapping(v):
     return dict(v) if isinstance(v, dict) else Bad("a mapping of options")
 
 
-def _string_list(v):
-    if isinstance(v, str):
-        v = [s.strip() for s in v.split(",") if s.strip()]
-    ok = isinstance(v, (list, tuple)) and v and all(isinstance(s, str) and s.strip() for s in v)
-    return tuple(v) if ok else Bad("a non-empty list of strings")
-
-
 def _loss_list(v):
-    """A YAML list of specs, or one string parsed as ``--losses`` is (``"tce:t=1,gamma=0.1"`` is one spec)."""
+    """Loss specs: a YAML list or one string, each item read as ``--losses`` is (``"tce:t=1,gamma=0.1"``
+    is one spec)."""
     from fairseg_bench.loss_specs import split_loss_list
 
-    return _string_list(split_loss_list(v) if isinstance(v, str) else v)
+    items = [v] if isinstance(v, str) else v
+    ok = isinstance(items, (list, tuple)) and all(isinstance(s, str) for s in items)
+    specs = tuple(spec for item in items for spec in split_loss_list(item)) if ok else ()
+    return specs or Bad("a non-empty list of strings")
 
 
-def _int_list(v):
+def _seed_list(v):
+    """Seeds: a YAML list, or one string as ``--seeds`` takes it (``"0,1,2"``); a Bad if not distinct and >= 0."""
+    if isinstance(v, str):
+        parts = [s.strip() for s in v.split(",") if s.strip()]
+        v = [int(s) for s in parts] if all(s.isdigit() for s in parts) else None
     ok = isinstance(v, (list, tuple)) and v and all(_non_negative_int(s) == s for s in v)
     return tuple(v) if ok and len(set(v)) == len(v) else Bad("a non-empty list of distinct non-negative integers")
 
 
-def _checked(default, check):
-    """A dataclass field carrying its value check."""
-    factory = {"default_factory": lambda: dict(default)} if isinstance(default, dict) else {"default": default}
-    return field(metadata={"check": check}, **factory)
+def _checked(check, default=MISSING):
+    """A dataclass field carrying its value check; without a default, the ``quick`` preset gives it."""
+    return field(metadata={"check": check}, default=default)
 
 
 # ----------------------------------------------------------------------------- sections
-@dataclass(frozen=True)
+# Fields without a default take the quick preset's value (DEFAULTS); kw_only lets them follow those with one.
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Which dataset, where, and the options ``build_dataset`` gets for each split."""
 
-    dataset: str = _checked("synthetic", _string)
-    root: str | None = _checked(None, _optional_string)
-    train_options: dict = _checked({}, _mapping)
-    val_options: dict = _checked({}, _mapping)
-    eval_split: str = _checked("val", _string)  # the split a run is evaluated on at the end (val_options apply)
-    num_workers: int = _checked(0, _non_negative_int)
+    dataset: str = _checked(_string)
+    root: str | None = _checked(_optional_string)
+    train_options: dict = _checked(_mapping)
+    val_options: dict = _checked(_mapping)
+    eval_split: str = _checked(_string)  # the split a run is evaluated on at the end (val_options apply)
+    num_workers: int = _checked(_non_negative_int)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Model builder name and whether to load pretrained backbone weights."""
 
-    name: str = _checked("unet_small", _string)
-    pretrained: bool = _checked(False, _bool)
+    name: str = _checked(_string)
+    pretrained: bool = _checked(_bool)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OptimConfig:
     """Optimizer and poly learning-rate schedule."""
 
-    name: str = _checked("sgd", _choice("sgd", "adam", "adamw"))
-    lr: float = _checked(0.01, _number(0, lo_open=True))
-    momentum: float = _checked(0.9, _number(0, 1))
-    weight_decay: float = _checked(0.0, _number(0))
-    poly_power: float = _checked(0.9, _number(0))
+    name: str = _checked(_choice("sgd", "adam", "adamw"))
+    lr: float = _checked(_number_within(0, lo_open=True))
+    momentum: float = _checked(_number_within(0, 1))
+    weight_decay: float = _checked(_number_within(0))
+    poly_power: float = _checked(_number_within(0))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Training budget: iterations, total batch size (over all ranks), checkpoints, precision."""
 
-    iters: int = _checked(600, _positive_int)
-    batch_size: int = _checked(16, _positive_int)
-    checkpoint_every: int = _checked(100, _positive_int)
+    iters: int = _checked(_positive_int)
+    batch_size: int = _checked(_positive_int)
+    checkpoint_every: int = _checked(_positive_int)
     # auto: what the hardware runs natively (bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs that
     # have it, float16 + GradScaler on older GPUs, float32 elsewhere; fairseg_bench.precision);
     # bf16: bfloat16 on every device; true: float16 + GradScaler on CUDA, float32 on CPU; false: float32
-    amp: bool | str = _checked("auto", _amp)
-    channels_last: bool = _checked(True, _bool)  # training on every device; CPU evaluation stays NCHW
+    amp: bool | str = _checked(_amp)
+    channels_last: bool = _checked(_bool)  # training on every device; CPU evaluation stays NCHW
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     """Evaluation batch size and how many validation images to keep for figures."""
 
-    batch_size: int = _checked(16, _positive_int)
-    samples: int = _checked(8, _non_negative_int)
+    batch_size: int = _checked(_positive_int)
+    samples: int = _checked(_non_negative_int)
 
 
 @dataclass(frozen=True)
@@ -182,36 +194,36 @@ class LauncherConfig:
     parallelism). The rest are Slurm resources per run: ``time`` in minutes, ``mem`` in GB.
     """
 
-    name: str = _checked("process", _choice("process", "local", "slurm"))
-    jobs: int | None = _checked(None, _optional_positive_int)
-    partition: str | None = _checked(None, _optional_string)
-    account: str | None = _checked(None, _optional_string)
-    gpus_per_run: int = _checked(1, _non_negative_int)
-    nodes: int = _checked(1, _positive_int)
-    cpus_per_run: int | None = _checked(None, _optional_positive_int)
-    time: float = _checked(24 * 60, _number(0, lo_open=True))
-    mem: float | None = _checked(None, _optional_positive_number)
+    name: str = _checked(_choice("process", "local", "slurm"), "process")
+    jobs: int | None = _checked(_optional_positive_int, None)
+    partition: str | None = _checked(_optional_string, None)
+    account: str | None = _checked(_optional_string, None)
+    gpus_per_run: int = _checked(_non_negative_int, 1)
+    nodes: int = _checked(_positive_int, 1)
+    cpus_per_run: int | None = _checked(_optional_positive_int, None)
+    time: float = _checked(_number_within(0, lo_open=True), 24 * 60)
+    mem: float | None = _checked(_optional_positive_number, None)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig,
             "launcher": LauncherConfig}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
     """One experiment: every loss × seed trained with the same data, model and budget."""
 
-    name: str = _checked("experiment", _string)
-    losses: tuple = _checked(("mcce",), _loss_list)
-    seeds: tuple = _checked((0,), _int_list)
-    out: str = _checked("runs", _string)
-    device: str = _checked("auto", _choice("auto", "cpu", "cuda"))
-    quiet: bool = _checked(False, _bool)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str = _checked(_string, "experiment")
+    losses: tuple = _checked(_loss_list)
+    seeds: tuple = _checked(_seed_list)
+    out: str = _checked(_string, "runs")
+    device: str = _checked(_choice("auto", "cpu", "cuda"), "auto")
+    quiet: bool = _checked(_bool, False)
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig
+    train: TrainConfig
+    eval: EvalConfig
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
     def override(self, **options) -> ExperimentConfig:
@@ -244,6 +256,9 @@ def _build(cls, raw, source: str, prefix: str = ""):
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise UserError(f"{source}: unknown key {prefix}{unknown[0]} (valid: {', '.join(fields)})")
+    missing = [name for name, f in fields.items() if name not in raw and f.default is f.default_factory is MISSING]
+    if missing:  # only a defaults preset that lacks a key gets here
+        raise UserError(f"{source}: missing key {prefix}{missing[0]}")
     values = {}
     for name, value in raw.items():
         if name in SECTIONS and cls is ExperimentConfig:
@@ -256,9 +271,72 @@ def _build(cls, raw, source: str, prefix: str = ""):
     return cls(**values)
 
 
+def _merged(under: dict, over: dict) -> dict:
+    """``over`` laid on ``under``: mappings merged key by key, anything else (a list too) replaced."""
+    merged = dict(under)
+    for key, value in over.items():
+        if value is None and isinstance(merged.get(key), dict):
+            continue  # an empty section ("data:" and nothing under it) lays nothing
+        both_mappings = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merged(merged[key], value) if both_mappings else value
+    return merged
+
+
+def _without_other_dataset_options(under: dict, over: dict) -> dict:
+    """``under`` with empty dataset options when ``over`` names another dataset (options belong to theirs)."""
+    data, under_data = over.get("data"), under.get("data")
+    if not isinstance(data, dict) or not isinstance(under_data, dict):
+        return under
+    if data.get("dataset", under_data.get("dataset")) == under_data.get("dataset"):
+        return under
+    return {**under, "data": {**under_data, **dict.fromkeys(DATASET_OPTIONS, {})}}
+
+
+def _parsed(text: str, source: str) -> dict:
+    """The mapping a YAML text holds ({} when empty); bad YAML or another type is a ``UserError``."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise UserError(f"{source}: not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the file must be a mapping, got {raw!r}")
+    return raw
+
+
+def _base_preset(name, source: str, chain: tuple[str, ...]) -> dict:
+    """The mapping of the preset a ``base`` key names, laid over its own base in turn."""
+    if isinstance(_string(name), Bad):
+        raise UserError(f"{source}: base must be a preset name, got {name!r}")
+    if name in chain:
+        raise UserError(f"{source}: base {' -> '.join((*chain, name))} comes back to itself")
+    if name not in preset_names():
+        raise UserError(f"{source}: base {name}: no such preset (presets: {', '.join(preset_names())})")
+    return _layered(_parsed(preset_text(name), f"preset {name}"), source, (*chain, name))
+
+
+def _layered(raw: dict, source: str, chain: tuple[str, ...] = ()) -> dict:
+    """``raw`` laid over its ``base`` preset, or over the defaults (the quick preset as written).
+
+    ``source`` is the file errors name; ``chain`` the presets laid so far (a preset's own name first).
+    """
+    raw = dict(raw)
+    base = raw.pop("base", None)
+    if base is None:
+        under = _parsed(preset_text(DEFAULTS), f"preset {DEFAULTS}")
+    else:
+        under = _base_preset(base, source, chain)
+    under.pop("name", None)  # a config's name is its own
+    return _merged(_without_other_dataset_options(under, raw), raw)
+
+
 def config_from_dict(raw: dict, source: str = "config") -> ExperimentConfig:
-    """Build and check a config from a parsed mapping."""
-    return _build(ExperimentConfig, raw, source)
+    """Build and check a config from a parsed mapping, laid over its base (default: the quick preset)."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the file must be a mapping, got {raw!r}")
+    return _build(ExperimentConfig, _layered(raw, source), source)
 
 
 def preset_names() -> list[str]:
@@ -324,16 +402,10 @@ def load_config(path_or_name: str | Path) -> ExperimentConfig:
     The experiment name defaults to the file's stem (the preset's name).
     """
     text, source, stem = _read_config(path_or_name)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise UserError(f"{source}: not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
-    raw = {} if raw is None else raw
-    if isinstance(raw, dict):
-        raw.setdefault("name", stem)
-    return config_from_dict(raw, source=source)
+    raw = _parsed(text, source)
+    raw.setdefault("name", stem)
+    chain = () if _is_path(path_or_name) else (stem,)
+    return _build(ExperimentConfig, _layered(raw, source, chain), source)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

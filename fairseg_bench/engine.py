@@ -1,4 +1,4 @@
-"""The engine: one training loop, one evaluation loop, and atomic, weights-only checkpoints.
+"""The engine: one training loop over a :class:`TrainState`, one evaluation loop, and predictions.
 
 Modelled on torchvision's segmentation references (``train_one_epoch`` / ``evaluate``), with
 what a fairness benchmark adds: the batch sampler's ``update`` is fed every step's loss (the
@@ -6,17 +6,14 @@ Stochastic TCE sampler adapts its class draw to it), the loss is checked for NaN
 optimizer step (the last good checkpoint stays as it is), and the evaluation keeps per-image
 statistics for the bootstrap. The loops run under autocast when asked (``train.amp``: float16 +
 GradScaler on CUDA, bfloat16 on any device); training uses channels_last on every device
-(oneDNN's CPU convolutions are faster in it too).
+(oneDNN's CPU convolutions are faster in it too). Checkpoints are :mod:`fairseg_bench.checkpoint`'s.
 """
 from __future__ import annotations
 
 import io
 import math
-import os
-import pickle
-import random
-import re
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -69,82 +66,146 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
-# ----------------------------------------------------------------------------- checkpoints
-# torch.load(weights_only=True) reads tensors, containers and Python scalars only, so numpy
-# arrays travel as {"__ndarray__": tensor} and RNG states as tensors/lists.
-def to_safe(obj):
-    """Numpy arrays/scalars inside ``obj`` -> tensors/Python scalars that weights_only loads."""
-    if isinstance(obj, dict):
-        return {k: to_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_safe(v) for v in obj)
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj))}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+# ----------------------------------------------------------------------------- training
+@dataclass
+class TrainState:
+    """What training changes, as a checkpoint holds it besides the RNGs: six components and the progress.
+
+    ``sampler`` is the loader's batch sampler: training ends when it has yielded ``sampler.num_batches``.
+    ``history`` holds one row per step (:class:`TrainLogger`).
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    criterion: torch.nn.Module
+    sampler: object
+    step: int = 0
+    history: list = field(default_factory=list)
+    train_time_s: float = 0.0
+
+    COMPONENTS = ("model", "optimizer", "scheduler", "scaler", "criterion", "sampler")
+
+    def state_dict(self) -> dict:
+        state = {name: getattr(self, name).state_dict() for name in self.COMPONENTS}
+        return {**state, "step": self.step, "history": self.history, "train_time_s": self.train_time_s}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.COMPONENTS:
+            getattr(self, name).load_state_dict(state[name])
+        self.step, self.history, self.train_time_s = state["step"], state["history"], state["train_time_s"]
 
 
-def from_safe(obj):
-    """Inverse of :func:`to_safe`."""
-    if isinstance(obj, dict):
-        if set(obj) == {"__ndarray__"}:
-            return obj["__ndarray__"].numpy()
-        return {k: from_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(from_safe(v) for v in obj)
-    return obj
+class TrainLogger:
+    """Writes a train state's history, one row per step, and shows the progress bar.
+
+    A row: ``step, lr, loss, grad_norm, images_per_s`` (+ ``drawn_class, weights`` for the class
+    samplers). ``images_per_s`` counts ``images_per_step`` (the total batch over all ranks; default:
+    this rank's batch) over the step's time, checkpoints left out.
+    """
+
+    def __init__(self, *, images_per_step: int | None = None, progress: bool = True):
+        self.images_per_step, self.progress = images_per_step, progress
+        self.history: list[dict] = []
+        self.bar = None
+        self.tick = 0.0
+
+    def open(self, state: TrainState) -> None:
+        """Append to ``state.history``; start the bar at ``state.step`` and the step clock."""
+        self.history = state.history
+        self.bar = tqdm(total=state.sampler.num_batches, initial=state.step, desc="train",
+                        disable=not self.progress, dynamic_ncols=True)
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.tick = time.perf_counter()
+
+    def log_step(self, step: int, lr: float, loss: float, grad_norm: float, batch_size: int, sampler) -> None:
+        """One history row (and the bar's postfix) for the step just taken."""
+        rate = (self.images_per_step or batch_size) / max(time.perf_counter() - self.tick, 1e-9)
+        row = {"step": step, "lr": lr, "loss": loss, "grad_norm": grad_norm, "images_per_s": rate}
+        if sampler.weights is not None:
+            row["drawn_class"] = sampler.last_class
+            row["weights"] = sampler.weights.tolist()
+        self.history.append(row)
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", refresh=False)
+        self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def rng_states() -> dict:
-    """The torch (CPU and CUDA), numpy and Python RNG states, weights-only safe."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": [version, list(internal), gauss_next],
-    }
+def train(state: TrainState, loader, logger: TrainLogger, *, device: torch.device,
+          autocast: torch.dtype | None = None, channels_last: bool = False, checkpoint=None,
+          checkpoint_every: int = 100) -> None:
+    """Train ``state`` from ``state.step`` until the loader's batch sampler (``state.sampler``) runs out.
 
-
-def set_rng_states(state: dict) -> None:
-    """Restore what :func:`rng_states` saved."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """``torch.save`` to a temporary file, then rename: ``path`` is always a complete checkpoint."""
-    buffer = io.BytesIO()
-    torch.save(to_safe(state), buffer)
-    write_atomic(path, buffer.getvalue())  # fsync'd before the rename: no empty file after a power cut
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary objects) onto the CPU."""
+    ``checkpoint(step)`` is called every ``checkpoint_every`` steps and after the last one. The
+    forward runs under ``autocast`` (a dtype, or None for float32); the loss is computed on
+    float32 logits. Under torch.distributed the model trains in DistributedDataParallel. Raises
+    :class:`NonFiniteLoss` before a step with a NaN/Inf loss (or, without the float16 grad scaler,
+    gradient norm) is applied, and instead of checkpointing non-finite parameters, so the
+    checkpoint on disk is always the last good one.
+    """
+    model = _distributed(state.model, device)
+    model.train()
+    params = [p for p in state.model.parameters() if p.requires_grad]
+    logger.open(state)
     try:
-        return from_safe(torch.load(path, map_location="cpu", weights_only=True))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such checkpoint") from None
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise UserError(f"{path}: not a readable checkpoint ({exc})") from None
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # what the file asked the unpickler to import
-        what = f" ({found.group(1)})" if found else ""
-        raise UserError(f"{path}: not a readable checkpoint: refused, it holds Python objects{what} beyond "
-                        f"tensors and plain containers, which could run code (weights_only loading)") from None
-    except Exception as exc:  # the unpickler raises many kinds on a truncated or foreign file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
+        for images, target in loader:
+            images, target = _to_device(images, target, device, channels_last)
+            lr = state.scheduler.get_last_lr()[0]
+            loss, grad_norm = _train_step(state, model, params, images, target, autocast)
+            state.step += 1
+            logger.log_step(state.step, lr, loss, grad_norm, images.shape[0], state.sampler)
+            if checkpoint is not None and (state.step % checkpoint_every == 0
+                                           or state.step == state.sampler.num_batches):
+                _require_finite_state(params, state.model, state.step)
+                checkpoint(state.step)
+            logger.restart_clock()  # checkpoint time is not training time
+    finally:
+        logger.close()
 
 
-# ----------------------------------------------------------------------------- loops
+def _distributed(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in DistributedDataParallel when torch.distributed runs several processes."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _to_device(images: torch.Tensor, target: torch.Tensor, device: torch.device, channels_last: bool):
+    images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, target
+
+
+def _train_step(state: TrainState, model: nn.Module, params: list, images, target,
+                autocast: torch.dtype | None) -> tuple[float, float]:
+    """One optimizer step on a batch (the sampler fed its loss); returns the loss and the gradient norm."""
+    with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
+        logits = model(images)
+    loss = state.criterion(logits.float(), target)  # the losses' log-sum-exps and tilts in float32
+    loss_value = _global_mean(loss)
+    if not math.isfinite(loss_value):
+        raise NonFiniteLoss(f"step {state.step + 1}: the loss is {loss_value}; training stopped before applying it")
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.unscale_(state.optimizer)
+    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if not state.scaler.is_enabled() and not math.isfinite(grad_norm):  # (AMP's scaler skips such steps itself)
+        raise NonFiniteLoss(f"step {state.step + 1}: the gradient norm is {float(grad_norm)}; training stopped "
+                            f"before applying it")
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    _feed_sampler(state.sampler, state.criterion, loss_value)
+    return loss_value, float(grad_norm)
+
+
 def _global_mean(value: torch.Tensor) -> float:
     """The step's loss averaged over ranks (every rank then takes the same NaN decision)."""
     value = value.detach()
@@ -155,72 +216,23 @@ def _global_mean(value: torch.Tensor) -> float:
     return float(value)
 
 
-def train(model: nn.Module, criterion: nn.Module, loader, sampler, optimizer, scheduler, scaler, *,
-          device: torch.device, start_step: int, total_steps: int, history: list[dict],
-          checkpoint=None, checkpoint_every: int = 100, autocast: torch.dtype | None = None,
-          channels_last: bool = False,
-          images_per_step: int | None = None, progress: bool = True) -> int:
-    """Train from ``start_step`` until the sampler runs out; append one history row per step.
-
-    ``checkpoint(step)`` is called every ``checkpoint_every`` steps and after the last one.
-    The forward runs under ``autocast`` (a dtype, or None for float32); the loss is computed on
-    float32 logits. Returns the final step. Raises :class:`NonFiniteLoss` before a step with a
-    NaN/Inf loss (or, without the float16 grad scaler, gradient norm) is applied, and instead of
-    checkpointing non-finite parameters, so the checkpoint on disk is always the last good one.
-    """
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(total=total_steps, initial=start_step, desc="train", disable=not progress, dynamic_ncols=True)
-    step, tick = start_step, time.perf_counter()
-    for images, target in loader:
-        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            logits = model(images)
-        loss = criterion(logits.float(), target)  # the losses' log-sum-exps and tilts in float32
-        loss_value = _global_mean(loss)
-        if not math.isfinite(loss_value):
-            bar.close()
-            raise NonFiniteLoss(f"step {step + 1}: the loss is {loss_value}; training stopped before applying it")
-        lr = scheduler.get_last_lr()[0]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        if not scaler.is_enabled() and not math.isfinite(grad_norm):  # (AMP's scaler skips such steps itself)
-            bar.close()
-            raise NonFiniteLoss(f"step {step + 1}: the gradient norm is {float(grad_norm)}; training stopped "
-                                f"before applying it")
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        if getattr(criterion, "class_stats", None) is not None:  # per-class CE of this batch (tce:estimate=class)
-            sampler.update(loss_value, class_stats=criterion.class_stats)
-        else:
-            sampler.update(loss_value)
-        step += 1
-        now = time.perf_counter()
-        rate = (images_per_step or images.shape[0]) / max(now - tick, 1e-9)
-        row = {"step": step, "lr": lr, "loss": loss_value, "grad_norm": float(grad_norm), "images_per_s": rate}
-        if sampler.weights is not None:
-            row["drawn_class"] = sampler.last_class
-            row["weights"] = sampler.weights.tolist()
-        history.append(row)
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", refresh=False)
-        bar.update()
-        if checkpoint is not None and (step % checkpoint_every == 0 or step == total_steps):
-            state = [t for t in (*params, *model.buffers()) if t.is_floating_point()]
-            if not all(bool(torch.isfinite(t).all()) for t in state):  # a finite step can still overflow
-                bar.close()
-                raise NonFiniteLoss(f"step {step}: the parameters or BatchNorm statistics are no longer "
-                                    f"finite (learning rate too high?); training stopped")
-            checkpoint(step)
-        tick = time.perf_counter()  # checkpoint time is not training time
-    bar.close()
-    return step
+def _feed_sampler(sampler, criterion: nn.Module, loss: float) -> None:
+    """The batch sampler's update: the batch loss, and the per-class CE where the loss keeps it (tce:estimate=class)."""
+    if getattr(criterion, "class_stats", None) is not None:
+        sampler.update(loss, class_stats=criterion.class_stats)
+    else:
+        sampler.update(loss)
 
 
+def _require_finite_state(params: list, model: nn.Module, step: int) -> None:
+    """Raise :class:`NonFiniteLoss` if a parameter or buffer overflowed (a finite step can still)."""
+    tensors = [t for t in (*params, *model.buffers()) if t.is_floating_point()]
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        raise NonFiniteLoss(f"step {step}: the parameters or BatchNorm statistics are no longer "
+                            f"finite (learning rate too high?); training stopped")
+
+
+# ----------------------------------------------------------------------------- evaluation
 def logits_at(logits: torch.Tensor, size) -> torch.Tensor:
     """``logits`` (B, K, h, w) upsampled bilinearly to the label's ``size`` (H, W) when they differ
     (a model fed downscaled frames, evaluated on the label files' pixels)."""

@@ -238,7 +238,7 @@ def _choices() -> str:
 # -------------------------------------------------------------------------------- specs
 
 
-def format_number(value: float | int) -> str:
+def format_shortest(value: float | int) -> str:
     """Shortest round-tripping text of a number: ``0.1``, ``1``, ``1e-05``, ``1e20``, ``-2``."""
     if isinstance(value, int):
         return str(value)
@@ -249,7 +249,7 @@ def format_number(value: float | int) -> str:
 
 
 def _format_value(value: Any) -> str:
-    return value if isinstance(value, str) else format_number(value)
+    return value if isinstance(value, str) else format_shortest(value)
 
 
 @dataclass(frozen=True, eq=False)

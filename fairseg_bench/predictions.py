@@ -16,7 +16,6 @@ second.
 """
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairseg_bench.core.image_metrics import tp_fp_fn
 from fairseg_bench.data.prediction_folders import PairList, decode_label_png, match_predictions
 from fairseg_bench.errors import UserError
 
@@ -65,6 +65,13 @@ def _class_map_lut(lut: np.ndarray) -> np.ndarray | None:
     return None if np.array_equal(table, np.arange(256)) else table
 
 
+def _code_table(lut: np.ndarray, num_classes: int) -> np.ndarray:
+    """A raw value -> class code uint8 table: the class id in ``[0, K)``, ``K`` for everything else
+    (ignored, void, invalid), as :func:`~fairseg_bench.core.boundary.boundary_counts_given_confusion` reads them."""
+    table = np.asarray(lut)
+    return np.where((table >= 0) & (table < num_classes), table, num_classes).astype(np.uint8)
+
+
 def _lookup(values: np.ndarray, table: np.ndarray | None) -> np.ndarray:
     """``table[values]`` of a uint8 map by Pillow's ``point`` (several times faster than numpy's indexing)."""
     if table is None:
@@ -81,6 +88,10 @@ class PairCounter:
     def __init__(self, label_lut: np.ndarray, prediction_lut: np.ndarray, num_classes: int, boundary: bool = False):
         self.num_classes = K = int(num_classes)
         self.boundary = boundary
+        if K < 255:  # class codes with one value for "no class" (the packed Boundary IoU path)
+            self.label_codes, self.prediction_codes = _code_table(label_lut, K), _code_table(prediction_lut, K)
+        else:
+            self.label_codes = self.prediction_codes = None
         self.label_classes, self.prediction_classes = _class_map_lut(label_lut), _class_map_lut(prediction_lut)
         gt = np.asarray(label_lut, np.int64)
         pred = np.asarray(prediction_lut, np.int64)
@@ -101,14 +112,20 @@ class PairCounter:
         """The pair's matrix and, with ``boundary``, its ``(2, K)`` Boundary IoU intersection and union."""
         label, prediction = self._decode(label_path, prediction_path)
         matrix = self.count_maps(label, prediction, label_path, prediction_path)  # checks the values first
-        return matrix, self.boundary_counts(label, prediction) if self.boundary else None
+        return matrix, self.boundary_counts(label, prediction, matrix) if self.boundary else None
 
-    def boundary_counts(self, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-        """``(2, K)`` Boundary IoU counts of raw maps, on their class ids (ignored, void: no class)."""
-        from fairseg_bench.core.boundary import boundary_counts
+    def boundary_counts(self, label: np.ndarray, prediction: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """``(2, K)`` Boundary IoU counts of raw maps, on their class ids (ignored, void: no class).
 
-        label, prediction = _lookup(label, self.label_classes), _lookup(prediction, self.prediction_classes)
-        return np.stack(boundary_counts(label, prediction, self.num_classes, ignore_index=255))
+        ``matrix``: the pair's ``(K, K + 1)`` matrix, whose class totals the packed-bit path starts from.
+        """
+        from fairseg_bench.core.boundary import boundary_counts, boundary_counts_given_confusion
+
+        if self.label_codes is None or self.prediction_codes is None:  # K >= 255: no uint8 codes
+            label, prediction = _lookup(label, self.label_classes), _lookup(prediction, self.prediction_classes)
+            return np.stack(boundary_counts(label, prediction, self.num_classes, ignore_index=255))
+        codes = _lookup(label, self.label_codes), _lookup(prediction, self.prediction_codes)
+        return np.stack(boundary_counts_given_confusion(*codes, matrix))
 
     @staticmethod
     def _decode(label_path: Path, prediction_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -139,13 +156,6 @@ class PairCounter:
         if values.size:
             shown = ", ".join(map(str, values[:5].tolist())) + (", ..." if values.size > 5 else "")
             raise UserError(f"{path}: {what} values {shown} are outside the label set of this dataset")
-
-
-def tp_fp_fn(matrix: np.ndarray) -> np.ndarray:
-    """(3, K) true positives, false positives, false negatives of a ``(K, K + 1)`` matrix."""
-    K = matrix.shape[0]
-    tp = np.diagonal(matrix[:, :K])
-    return np.stack([tp, matrix[:, :K].sum(0) - tp, matrix.sum(1) - tp])
 
 
 # ----------------------------------------------------------------------------- workers
@@ -191,8 +201,8 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
     from tqdm import tqdm
 
     workers = default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise UserError(f"--workers {workers}: expected at least 1")
+    if workers < 0:
+        raise UserError(f"--workers {workers}: expected 0 (in this process) or more")
     items = list(zip(pairs.labels, pairs.predictions, strict=True))
     chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     init = (pairs.label_lut, pairs.prediction_lut, len(pairs.classes), boundary)
@@ -200,7 +210,7 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
                disable=not progress or not sys.stderr.isatty())
     results = []
     try:
-        if workers == 1 or len(chunks) == 1:
+        if workers <= 1 or len(chunks) == 1:
             _init_worker(*init, in_worker=False)
             for chunk in chunks:
                 results.append(_count_chunk(chunk))
@@ -219,14 +229,6 @@ def count_pairs(pairs: PairList, *, workers: int | None = None, progress: bool =
 
 
 # ----------------------------------------------------------------------------- results
-def _square(matrix: np.ndarray) -> np.ndarray:
-    """The ``(K + 1, K + 1)`` square of a ``(K, K + 1)`` matrix (a zero void row)."""
-    K = matrix.shape[0]
-    square = np.zeros((K + 1, K + 1), np.int64)
-    square[:K] = matrix
-    return square
-
-
 def evaluation_hash(pairs: PairList, options: dict) -> str:
     """What makes two evaluations comparable: dataset, split, value conventions, classes and image names.
 
@@ -255,45 +257,35 @@ def image_attributes(dataset: str, names: list[str]) -> dict[str, list[str]]:
 
 def predictions_record(pairs: PairList, matrix: np.ndarray, stats: np.ndarray, *, method: str,
                        source: Path, options: dict, wall_time_s: float, boundary: np.ndarray | None = None) -> dict:
-    """The ``metrics.json`` content of an evaluated prediction folder (the runs' schema, version 1).
+    """The ``metrics.json`` content of an evaluated prediction folder, by the runs' builder
+    (:func:`fairseg_bench.results.record.build_record`).
 
-    Beyond the run keys: ``source`` (``{"kind": "predictions", "path", "options"}``), ``files``
-    (counts of ground-truth images, matched predictions and unmatched prediction files),
-    ``image_names`` (N names, the order of ``per_image``), ``image_attributes`` (the dataset's
-    naming rule), ``boundary`` (from ``boundary``, ``(N, 2, K)`` per-image Boundary IoU counts) and
-    ``void_predictions`` (K ints: pixels of each ground-truth class predicted as no evaluated class;
-    they are false negatives, already inside ``iou``, and absent from the K x K ``confusion_matrix``).
+    Its own keys: ``void_predictions`` (column K of ``matrix``), ``source`` (``{"kind": "predictions",
+    "path", "options"}``) and ``files`` (counts of ground-truth images, matched predictions and
+    unmatched prediction files).
+
+    Shape:
+        matrix ``(K, K + 1)``; stats ``(N, 3, K)`` per-image TP, FP, FN; boundary ``(N, 2, K)``
+        per-image Boundary IoU intersection and union, or None.
     """
-    from fairseg_bench.core.fairness import fairness_metrics
-    from fairseg_bench.core.image_metrics import image_level_metrics
-    from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou
-    from fairseg_bench.results import SCHEMA_VERSION, boundary_record
     from fairseg_bench.results.environment import environment
+    from fairseg_bench.results.record import Counts, build_record
 
     K = len(pairs.classes)
-    square = _square(matrix)
-    iou = per_class_iou(matrix[:, :K], void=matrix[:, K])
-    per_image = {"tp": stats[:, 0], "fp": stats[:, 1], "fn": stats[:, 2]}
-    total = int(matrix.sum())
-    return {
-        "schema_version": SCHEMA_VERSION, "experiment": f"predictions-{pairs.dataset}", "method": method,
-        "loss_spec": None, "seed": 0, "config_hash": evaluation_hash(pairs, options), "config": {"evaluate": options},
-        "dataset": pairs.dataset, "split": pairs.split, "steps": None, "classes": list(pairs.classes),
-        "ignore_index": 255, "palette": np.asarray(pairs.palette).tolist(),
-        "confusion_matrix": matrix[:, :K], "void_predictions": matrix[:, K], "per_image": per_image,
-        "image_names": list(pairs.names), "image_attributes": image_attributes(pairs.dataset, list(pairs.names)),
-        **boundary_record(*(None, None) if boundary is None else (boundary[:, 0], boundary[:, 1])),
-        "iou": iou, "miou": mean_iou(iou),
-        "pixel_accuracy": float(np.trace(matrix[:, :K]) / total) if total else math.nan,
-        "class_accuracy": class_accuracy(square)[:K], "fairness": fairness_metrics(iou),
-        "image_level": image_level_metrics(stats[:, 0], stats[:, 1], stats[:, 2]),
-        "sampler": None,
-        "timing": {"wall_time_s": wall_time_s, "train_images_per_s": None,
-                   "eval_images_per_s": len(pairs) / wall_time_s if wall_time_s > 0 else None},
-        "environment": environment("cpu"),
-        "source": {"kind": "predictions", "path": str(source), "options": options},
-        "files": {"ground_truth": len(pairs), "predictions": len(pairs), "unmatched_predictions": len(pairs.unmatched)},
-    }
+    names = list(pairs.names)
+    identity = {"experiment": f"predictions-{pairs.dataset}", "method": method, "loss_spec": None, "seed": 0,
+                "config_hash": evaluation_hash(pairs, options), "config": {"evaluate": options},
+                "dataset": pairs.dataset, "split": pairs.split, "steps": None, "classes": list(pairs.classes),
+                "ignore_index": 255, "palette": pairs.palette}
+    counts = Counts(matrix[:, :K], {"tp": stats[:, 0], "fp": stats[:, 1], "fn": stats[:, 2]}, void=matrix[:, K],
+                    boundary=None if boundary is None else (boundary[:, 0], boundary[:, 1]),
+                    image_names=names, image_attributes=image_attributes(pairs.dataset, names))
+    timing = {"wall_time_s": wall_time_s, "train_images_per_s": None,
+              "eval_images_per_s": len(pairs) / wall_time_s if wall_time_s > 0 else None}
+    files = {"ground_truth": len(pairs), "predictions": len(pairs), "unmatched_predictions": len(pairs.unmatched)}
+    return build_record(identity, counts, sampler=None, timing=timing, environment=environment("cpu"),
+                        extra={"source": {"kind": "predictions", "path": str(source), "options": options},
+                               "files": files})
 
 
 def _safe_label(name: str) -> str:
@@ -322,7 +314,7 @@ def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, 
     """Evaluate a prediction folder; write its ``metrics.json`` and print the tables. Returns the file.
 
     ``boundary``: also count Boundary IoU (``--boundary``; off by default: at Cityscapes size it
-    makes the evaluation ~4.7x as long, see benchmarks/README.md); ``groups``: a parsed
+    makes the evaluation ~1.7x as long, see benchmarks/README.md); ``groups``: a parsed
     ``--groups`` grouping for the printed group tables.
     """
     from fairseg_bench.results import write_json_atomic

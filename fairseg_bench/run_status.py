@@ -1,25 +1,52 @@
-"""Where each run of a sweep stands: one small JSON file per run, written atomically.
+"""Where each run stands: finished, held by a live process, and its status record.
 
-``<out>/<experiment>/.sweep/<run>.json`` holds ``state`` (``queued``, ``running``, ``done`` or
-``failed``), ``step`` and ``total``, the ``pid`` and ``host`` of the process training it, the
-``log`` file a launcher sends its output to, ``precision`` (what the run trains in there, e.g.
-``bfloat16 (native)``), ``error`` for a failed run, the scheduler's
-``job_id`` and ``updated`` (a Unix time). The runner writes it as a run starts, at every
-checkpoint and at the end; launchers write ``queued`` at submission and read it to print one
-progress line per change; ``fairseg-bench status`` reads it. It never decides anything: a run
-is finished only when its ``metrics.json`` says so, and a live lock says who trains it.
+Two facts decide what is done with a run folder, and every reader (the runner, the launchers,
+``fairseg-bench status``, the report's list of unfinished runs) asks them here:
+
+- **finished** (:func:`is_finished`): a readable ``metrics.json``, the run's last file (of the
+  given config hash, when one is given); a damaged one is not trusted and the run is evaluated again;
+- **held** (:func:`run_lock`): a lock file ``.lock`` in the run folder, created with O_EXCL and
+  holding ``pid host [scheduler job]``. A second process skips a run whose holder lives; a dead
+  pid's lock is taken over, and so is the lock of a requeued Slurm task's earlier attempt.
+
+The status record ``<out>/<experiment>/.sweep/<run>.json`` holds ``state`` (``queued``,
+``running``, ``done`` or ``failed``), ``step`` and ``total``, the ``pid`` and ``host`` of the
+process training it, the ``log`` file a launcher sends its output to, ``precision`` (what the run
+trains in there, e.g. ``bfloat16 (native)``), ``error`` for a failed run, the scheduler's
+``job_id`` and ``updated`` (a Unix time), written atomically. The runner writes it as a run
+starts, at every checkpoint and at the end; launchers write ``queued`` at submission and read it
+to print one progress line per change; ``fairseg-bench status`` reads it. It never decides
+anything: it is for display.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from fairseg_bench.errors import UserError
+from fairseg_bench.results import METRICS_FILE, read_record
 
 SWEEP_DIR = ".sweep"
 STATES = ("queued", "running", "done", "failed")
 LOCK = ".lock"
+
+
+# ----------------------------------------------------------------------------- finished
+def is_finished(run_dir: Path, digest: str | None = None) -> bool:
+    """A readable ``metrics.json`` in ``run_dir`` (written by the config of hash ``digest``, when given)."""
+    if not (Path(run_dir) / METRICS_FILE).is_file():
+        return False
+    try:
+        record = read_record(run_dir)
+    except UserError as exc:  # truncated or damaged: not trusted, the run is evaluated again
+        print(f"warning: {exc}; not counted as finished", file=sys.stderr, flush=True)
+        return False
+    return digest is None or record.get("config_hash") == digest
 
 
 # ----------------------------------------------------------------------------- who holds a run
@@ -61,6 +88,48 @@ def lock_holder_alive(text: str) -> bool:
     return bool(pid) and pid_alive(pid)
 
 
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds the run's lock (an empty lock younger than 10 s counts: its
+    creator has yet to write its pid); a lock that cannot be read holds nothing."""
+    path = Path(run_dir) / LOCK
+    try:
+        text = path.read_text().strip()
+        if not text:
+            return time.time() - path.stat().st_mtime < 10
+        return lock_holder_alive(text)
+    except (OSError, ValueError):
+        return False
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Yield True while this process holds the run's lock, False if a live process holds it."""
+    path = Path(run_dir) / LOCK
+    fd = _create_lock(path)
+    if fd is None:
+        yield False
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(lock_text())
+    try:
+        yield True
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _create_lock(path: Path) -> int | None:
+    """The new lock file's descriptor, a stale lock taken over first; None while a live process holds it."""
+    for _ in range(2):
+        try:
+            return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if is_locked(path.parent):
+                return None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+    return None
+
+
+# ----------------------------------------------------------------------------- the status record
 def status_file(run_dir: Path) -> Path:
     """``<experiment>/.sweep/<run>.json`` for the run folder ``<experiment>/<run>``."""
     run_dir = Path(run_dir)
@@ -107,7 +176,7 @@ def write_status(run_dir: Path, state: str, **fields) -> None:
 # ----------------------------------------------------------------------------- a sweep's table
 def _run_names(experiment: Path) -> list[str]:
     names = {d.name for d in experiment.iterdir() if d.is_dir() and not d.name.startswith(".")
-             and any((d / f).exists() for f in ("config.yaml", "last.pt", LOCK, "metrics.json"))}
+             and any((d / f).exists() for f in ("config.yaml", "last.pt", LOCK, METRICS_FILE))}
     names |= {f.stem for f in (experiment / SWEEP_DIR).glob("*.json") if f.stem != "sweep"}
     return sorted(names)
 
@@ -121,14 +190,9 @@ def run_row(run_dir: Path) -> dict:
     if record.get("job_id"):
         where = f"job {record['job_id']}" + (f" on {where}" if where else "")
     note = record.get("error") or record.get("log") or ""
-    lock = run_dir / LOCK
-    try:
-        locked = lock.is_file() and lock_holder_alive(lock.read_text().strip() or "0")
-    except (OSError, ValueError):
-        locked = False
-    if (run_dir / "metrics.json").is_file():
+    if is_finished(run_dir):
         state, step = "done", total or step
-    elif locked:
+    elif is_locked(run_dir):
         state = "running"
     elif record.get("state") in ("failed", "queued"):
         state = record["state"]

@@ -10,7 +10,7 @@ from test_camvid import NAMES, labels, labels_of, root  # noqa: F401 - the fabri
 
 from fairseg_bench.core.boundary import boundary_counts
 from fairseg_bench.data.camvid import PREDICTION_LUT
-from fairseg_bench.results import read_metrics
+from fairseg_bench.results import read_record
 
 from cli_helpers import call_main as cli
 from report_synthetic import write_experiment
@@ -33,14 +33,14 @@ def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(ro
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
     assert cli(capsys, "run", "-c", tmp_path / "tiny.yaml", "--no-report")[0] == 0
     folder = tmp_path / "runs" / "camvid" / "mcce-s0"
-    run = read_metrics(folder).data
+    run = read_record(folder)
     assert set(run["boundary"]) == {"intersection", "union", "iou", "per_image"}
     assert np.shape(run["boundary"]["per_image"]["union"]) == (len(NAMES["test"]), 11)
 
     code, _, err = cli(capsys, "evaluate", "--checkpoint", folder / "last.pt", "--split", "test", "--quiet",
                        "--save-predictions", tmp_path / "preds")
     assert code == 0, err
-    checkpoint = read_metrics(folder / "metrics-test.json").data
+    checkpoint = read_record(folder / "metrics-test.json")
     assert checkpoint["boundary"] == run["boundary"]
     # recomputed from the label files and the saved predictions (the same argmax)
     for i, name in enumerate(NAMES["test"]):
@@ -53,7 +53,7 @@ def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(ro
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
                        "--split", "test", "--out", tmp_path / "m", "--quiet", "--boundary")
     assert code == 0, err
-    pairs = read_metrics(tmp_path / "m" / "metrics.json").data
+    pairs = read_record(tmp_path / "m" / "metrics.json")
     order = [pairs["image_names"].index(n) for n in run["image_names"]]
     for key in ("intersection", "union"):
         assert pairs["boundary"][key] == checkpoint["boundary"][key]
@@ -64,7 +64,7 @@ def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(ro
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
                        "--split", "test", "--out", tmp_path / "nb", "--quiet")  # opt-in for folders
     assert code == 0, err
-    assert "boundary" not in read_metrics(tmp_path / "nb" / "metrics.json").data
+    assert "boundary" not in read_record(tmp_path / "nb" / "metrics.json")
 
 
 def with_boundary(runs, edit=None):
@@ -117,3 +117,35 @@ def test_the_gate_guards_boundary_iou(tmp_path, capsys):
                           edit=lambda data, inter: inter * 3 // 4)
     code, out, _ = cli(capsys, "check", worse, "--baseline", baseline, "--tolerance", "biou=2pp")
     assert code == 1 and "REGRESSION mcce biou" in out
+
+
+def test_prediction_folder_boundary_counts_at_a_width_of_the_packed_path(tmp_path, capsys):
+    """labelId maps of 400x600 (d = 14): the folder's per-image counts equal the pixel path's on the class maps."""
+    from fairseg_bench.data.label_sets import LABEL_ID_TO_TRAIN_ID
+
+    from fake_datasets import write_cityscapes
+
+    rng = np.random.default_rng(5)
+    ids = np.array(sorted(LABEL_ID_TO_TRAIN_ID), np.uint8)
+    to_class = np.full(256, 255, np.uint8)
+    for label_id, train_id in LABEL_ID_TO_TRAIN_ID.items():
+        to_class[label_id] = train_id
+    maps = [np.kron(rng.choice(ids, (400 // 20, 600 // 20)), np.ones((20, 20), np.uint8)) for _ in range(3)]
+    write_cityscapes(tmp_path / "data", {"val": {"aachen": maps}})
+    preds = []
+    for k, label in enumerate(maps):
+        pred = np.roll(label, (7, 11), axis=(0, 1))
+        pred[rng.random(pred.shape) < 0.02] = 0  # speckle of an ignored id (void)
+        preds.append(pred)
+        path = tmp_path / "preds" / "aachen" / f"aachen_{k:06d}_000019_leftImg8bit.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pred).save(path)
+    code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "cityscapes",
+                       "--root", tmp_path / "data", "--out", tmp_path / "m", "--quiet", "--boundary", "--workers", "1")
+    assert code == 0, err
+    record = read_record(tmp_path / "m" / "metrics.json")
+    for i, (label, pred) in enumerate(zip(maps, preds)):
+        inter, union = boundary_counts(to_class[label], to_class[pred], 19)  # d = round(0.02 * 721) = 14
+        assert record["boundary"]["per_image"]["intersection"][i] == inter.tolist()
+        assert record["boundary"]["per_image"]["union"][i] == union.tolist()
+    assert sum(record["boundary"]["union"]) > 0

@@ -11,7 +11,7 @@ from fairseg_bench.data import DATASETS, build_dataset
 from fairseg_bench.data.camvid import CAMVID_PALETTE, check_root
 from fairseg_bench.data.label_sets import CAMVID_CLASSES
 from fairseg_bench.errors import UserError
-from fairseg_bench.results import read_metrics
+from fairseg_bench.results import read_record
 
 from cli_helpers import call_main as cli
 from fake_datasets import write_camvid
@@ -166,7 +166,7 @@ def test_cli_datasets_recognises_the_root_and_indexes_it(root, tmp_path, capsys,
     code, out, err = cli(capsys, "datasets", "--root", root)
     assert code == 0, err
     lines = out.splitlines()
-    validity = {lines[i - 2].split()[0]: line for i, line in enumerate(lines) if "--root" in line}
+    validity = {lines[i - 2].split()[0]: line for i, line in enumerate(lines) if "--data-root" in line}
     assert validity["camvid"].endswith(": valid") and "invalid" in validity["cityscapes"]
     assert any(line.startswith("camvid") and "11 classes" in line for line in lines)
 
@@ -199,10 +199,10 @@ def test_evaluate_prediction_folder_against_brute_force(root, labels, tmp_path, 
                 void[g] += 1
             else:
                 cm[g, p] += 1
-    result = read_metrics(out)
-    np.testing.assert_array_equal(result.confusion_matrix, cm)
-    np.testing.assert_array_equal(result.data["void_predictions"], void)
-    assert result.data["classes"] == CAMVID_CLASSES and void.all() and cm.sum() > 0
+    result = read_record(out)
+    np.testing.assert_array_equal(result["confusion_matrix"], cm)
+    np.testing.assert_array_equal(result["void_predictions"], void)
+    assert result["classes"] == CAMVID_CLASSES and void.all() and cm.sum() > 0
 
     (tmp_path / "preds" / f"{NAMES['test'][1]}.png").unlink()
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
@@ -263,7 +263,7 @@ def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
     code, _, err = cli(capsys, "run", "-c", tmp_path / "tiny.yaml", "--no-report")
     assert code == 0, err
-    run = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0").data
+    run = read_record(tmp_path / "runs" / "camvid" / "mcce-s0")
     assert run["split"] == "test" and run["image_names"] == NAMES["test"]
     assert run["image_attributes"] == {"sequence": ["Seq05VD", "0001TP", "Seq05VD"]}
     assert np.asarray(run["confusion_matrix"]).sum() == sum(int((lab != 11).sum()) for lab in labels_of(root))
@@ -271,13 +271,13 @@ def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it
     code, _, err = cli(capsys, "evaluate", "--checkpoint", tmp_path / "runs" / "camvid" / "mcce-s0" / "last.pt",
                        "--split", "test", "--quiet", "--save-predictions", tmp_path / "preds")
     assert code == 0, err
-    again = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0" / "metrics-test.json").data
+    again = read_record(tmp_path / "runs" / "camvid" / "mcce-s0" / "metrics-test.json")
     np.testing.assert_array_equal(again["confusion_matrix"], run["confusion_matrix"])
     assert sorted(p.stem for p in (tmp_path / "preds").glob("*.png")) == sorted(NAMES["test"])
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "preds", "--dataset", "camvid", "--root", root,
                        "--split", "test", "--out", tmp_path / "m", "--quiet")
     assert code == 0, err
-    folder = read_metrics(tmp_path / "m" / "metrics.json").data
+    folder = read_record(tmp_path / "m" / "metrics.json")
     np.testing.assert_array_equal(folder["confusion_matrix"], run["confusion_matrix"])
     order = [folder["image_names"].index(name) for name in run["image_names"]]  # the folder's rows are sorted
     for key in ("tp", "fp", "fn"):
@@ -305,7 +305,7 @@ def test_real_short_run_and_evaluate_on_test_through_the_cli(tmp_path, capsys):
     (tmp_path / "short.yaml").write_text(yaml.safe_dump(raw))
     code, _, err = cli(capsys, "run", "-c", tmp_path / "short.yaml", "--no-report")
     assert code == 0, err
-    run = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0").data
+    run = read_record(tmp_path / "runs" / "camvid" / "mcce-s0")
     assert run["split"] == "test" and len(run["image_names"]) == 233
     void = sum(int((np.asarray(Image.open(REAL_ROOT / "testannot" / f"{n}.png")) == 11).sum())
                for n in run["image_names"])
@@ -313,5 +313,5 @@ def test_real_short_run_and_evaluate_on_test_through_the_cli(tmp_path, capsys):
     code, _, err = cli(capsys, "evaluate", "--checkpoint", tmp_path / "runs" / "camvid" / "mcce-s0" / "last.pt",
                        "--split", "test", "--quiet")
     assert code == 0, err
-    again = read_metrics(tmp_path / "runs" / "camvid" / "mcce-s0" / "metrics-test.json").data
+    again = read_record(tmp_path / "runs" / "camvid" / "mcce-s0" / "metrics-test.json")
     np.testing.assert_array_equal(again["confusion_matrix"], run["confusion_matrix"])

@@ -82,7 +82,7 @@ def test_per_class_table_is_sorted_by_the_reference(capsys):
 
 
 def test_split_and_latex(capsys):
-    code, out, _ = run(capsys, TABLE1, "--split", "--table", "per-class")
+    code, out, _ = run(capsys, TABLE1, "--two-rows", "--table", "per-class")
     assert code == 0 and out.count("| Method |") == 1 and out.count("| continued |") == 1
     code, out, _ = run(capsys, TABLE1, "--format", "latex")
     assert code == 0 and "\\toprule" in out and "\\multicolumn{2}{c}{sorted 25\\%}" in out

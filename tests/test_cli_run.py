@@ -15,7 +15,8 @@ import torch
 
 from fairseg_bench.config import config_hash, load_config
 from fairseg_bench.data import build_dataset
-from fairseg_bench.results import load_runs, read_metrics
+from fairseg_bench.results import read_record
+from fairseg_bench.results.read import read_results
 
 from cli_helpers import call_main as cli
 from cli_helpers import fairseg
@@ -63,14 +64,14 @@ def test_run_writes_every_file(tiny):
 
 def test_metrics_schema_and_values(tiny):
     root, config, _ = tiny
-    runs = load_runs(root / "runs" / "tiny")
+    runs = read_results(root / "runs" / "tiny").runs
     assert sorted(r.method for r in runs) == ["mcce", "tce-t1"]
     val = build_dataset("synthetic", split="val", num_images=6, size=(32, 64), seed=3)
     labels = np.stack([val.label(i) for i in range(len(val))])
     valid = labels != 255
     digest = config_hash(load_config(config))
     for run in runs:
-        d = run.data
+        d = run.record
         assert d["config_hash"] == digest and d["steps"] == ITERS and d["seed"] == 0
         assert d["classes"] == val.classes and d["dataset"] == "synthetic" and d["split"] == "val"
         assert np.asarray(d["palette"]).shape == (K, 3)
@@ -84,7 +85,7 @@ def test_metrics_schema_and_values(tiny):
         assert np.allclose(run.iou, expected_iou, equal_nan=True)
         assert d["miou"] == pytest.approx(np.nanmean(expected_iou))
         assert d["pixel_accuracy"] == pytest.approx(tp.sum() / cm.sum())
-        per_image = run.per_image()
+        per_image = run.per_image
         assert per_image["tp"].shape == (len(val), K)
         assert np.array_equal(per_image["tp"].sum(0), tp) and np.array_equal(per_image["fp"].sum(0), fp)
         assert np.array_equal(per_image["fn"].sum(0), fn)
@@ -93,10 +94,10 @@ def test_metrics_schema_and_values(tiny):
         assert set(d["timing"]) == {"wall_time_s", "train_images_per_s", "eval_images_per_s"}
         assert d["timing"]["train_images_per_s"] > 0
         assert {"fairseg_bench", "torch", "python", "device", "git_commit"} <= set(d["environment"])
-    tce = next(r for r in runs if r.method == "tce-t1").data["sampler"]
+    tce = next(r for r in runs if r.method == "tce-t1").record["sampler"]
     assert tce["name"] == "tce" and sum(tce["draw_histogram"]) == ITERS
     assert sum(tce["final_weights"]) == pytest.approx(1.0)
-    assert next(r for r in runs if r.method == "mcce").data["sampler"] is None
+    assert next(r for r in runs if r.method == "mcce").record["sampler"] is None
 
 
 def test_history_and_samples(tiny):
@@ -107,12 +108,12 @@ def test_history_and_samples(tiny):
     assert mcce["step"].tolist() == list(range(1, ITERS + 1))
     assert mcce["lr"].iloc[0] == pytest.approx(0.002) and mcce["lr"].is_monotonic_decreasing
     tce = pd.read_csv(exp / "tce-t1-s0" / "history.csv")
-    weights = tce[[f"w_{c}" for c in read_metrics(exp / "tce-t1-s0").classes]]
+    weights = tce[[f"w_{c}" for c in read_record(exp / "tce-t1-s0")["classes"]]]
     assert len(tce) == ITERS
     assert list(tce.columns[:6]) == ["step", "lr", "loss", "grad_norm", "images_per_s", "drawn_class"]
     assert np.allclose(weights.sum(axis=1), 1.0)
     drawn = np.bincount(tce["drawn_class"], minlength=K)
-    assert np.array_equal(drawn, read_metrics(exp / "tce-t1-s0").data["sampler"]["draw_histogram"])
+    assert np.array_equal(drawn, read_record(exp / "tce-t1-s0")["sampler"]["draw_histogram"])
     with np.load(exp / "mcce-s0" / "samples.npz") as samples:
         assert samples["image"].shape == (2, 32, 64, 3) and samples["pred"].shape == (2, 32, 64)
         val = build_dataset("synthetic", split="val", num_images=6, size=(32, 64), seed=3)
@@ -139,20 +140,37 @@ def printed_table(stdout: str, title: str) -> pd.DataFrame:
 
 def test_run_prints_the_tables(tiny):
     _, _, out = tiny
-    runs = {r.method: r for r in load_runs(Path(tiny[0]) / "runs" / "tiny")}
+    runs = {r.method: r for r in read_results(Path(tiny[0]) / "runs" / "tiny").runs}
     table1 = printed_table(out.stdout, "Table 1")
     assert list(table1.index) == ["mcce", "tce-t1"]
-    assert list(table1.columns[:-1]) != runs["mcce"].classes  # reordered ...
+    assert list(table1.columns[:-1]) != list(runs["mcce"].classes)  # reordered ...
     assert sorted(table1.columns[:-1]) == sorted(runs["mcce"].classes)  # ... not changed
     reference = table1.loc["mcce"].iloc[:-1].dropna()
     assert reference.is_monotonic_increasing  # sorted by the reference (first loss)
     for method, run in runs.items():
-        expected = pd.Series(run.iou * 100, index=run.classes)[table1.columns[:-1]]
+        expected = pd.Series(run.iou * 100, index=list(run.classes))[table1.columns[:-1]]
         assert np.allclose(table1.loc[method].iloc[:-1], expected, atol=0.006, equal_nan=True)
-        assert table1.loc[method, "mIoU"] == pytest.approx(run.data["miou"] * 100, abs=0.006)
+        assert table1.loc[method, "mIoU"] == pytest.approx(run.record["miou"] * 100, abs=0.006)
     table3 = printed_table(out.stdout, "Table 3")
     assert table3.loc["mcce", "overall worst"] == pytest.approx(100 * np.nanmin(runs["mcce"].iou), abs=0.006)
     assert table3.loc["tce-t1", "overall std."] == pytest.approx(100 * np.nanstd(runs["tce-t1"].iou, ddof=1), abs=0.006)
+
+
+def test_run_and_report_share_the_default_reference(tiny, tmp_path, capsys):
+    """``run --losses tce,mcce`` and then ``report`` on its folder: one reference (the first MCCE, not the
+    first loss) and the same numbers in every printed table."""
+    root, config, _ = tiny
+    code, out, err = cli(capsys, "run", "-c", config, "--losses", "tce,mcce", "--out", root / "runs", "--quiet",
+                         "--no-report")
+    assert code == 0, err
+    code, _, err = cli(capsys, "report", root / "runs" / "tiny", "--out", tmp_path / "report", "--format", "md",
+                       "--no-figures", "--bootstrap", "0")
+    assert code == 0, err
+    written = (tmp_path / "report" / "report.md").read_text()
+    assert "Table 1: per-class IoU (%), classes sorted by mcce." in out
+    assert "Table 1: per-class IoU (%), classes sorted by mcce." in written
+    for title in ("Table 1", "Table 3"):
+        pd.testing.assert_frame_equal(printed_table(out, title), printed_table(written, title))
 
 
 def test_second_run_skips_finished_runs(tiny, capsys):
@@ -168,15 +186,15 @@ def test_evaluate_reproduces_the_confusion_matrix(tiny, tmp_path, capsys):
     run = root / "runs" / "tiny" / "mcce-s0"
     code, _, err = cli(capsys, "evaluate", "--checkpoint", run / "last.pt", "--out", tmp_path, "--quiet")
     assert code == 0, err
-    again, original = read_metrics(tmp_path), read_metrics(run)
-    assert np.array_equal(again.confusion_matrix, original.confusion_matrix)
-    assert again.data["per_image"] == original.data["per_image"]
+    again, original = read_record(tmp_path), read_record(run)
+    assert np.array_equal(again["confusion_matrix"], original["confusion_matrix"])
+    assert again["per_image"] == original["per_image"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--losses", "mcce,nosuchloss"], "unknown loss 'nosuchloss'"),
     (["--losses", "tce:q=1"], "unknown parameter 'q' for loss 'tce'"),
-    (["--seeds", "x"], "--seeds x: expected distinct non-negative integers"),
+    (["--seeds", "x"], "seeds must be a non-empty list of distinct non-negative integers"),
     (["-c", "cityscapes_dlv3p_r101", "--data-root", "/no/such/cityscapes"], "/no/such/cityscapes"),
     (["-c", "no-such-config"], "no such config file"),
     (["--iters", "3"], "holds runs of a different config"),
@@ -232,8 +250,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, loss, label
     assert 0 < step < 40 and not (run_dir / "metrics.json").exists()  # killed mid-training
     resumed = fairseg("train", "-c", config, "--loss", loss, "--out", tmp_path / "b", "--quiet")
     assert resumed.returncode == 0 and f"resuming from step {step}" in resumed.stderr
-    a = read_metrics(tmp_path / "a" / "resume" / f"{label}-s0").data
-    b = read_metrics(run_dir).data
+    a = read_record(tmp_path / "a" / "resume" / f"{label}-s0")
+    b = read_record(run_dir)
     for key in ("confusion_matrix", "per_image", "iou", "fairness", "sampler", "steps", "config_hash"):
         assert a[key] == b[key], key
     ha = pd.read_csv(tmp_path / "a" / "resume" / f"{label}-s0" / "history.csv")
@@ -256,7 +274,8 @@ def test_amp_bf16_trains_in_bfloat16_and_evaluate_reproduces_it(tmp_path, capsys
     code, _, err = cli(capsys, "evaluate", "--checkpoint", runs["bf16"] / "last.pt", "--out", tmp_path / "ev",
                        "--quiet")
     assert code == 0, err
-    assert np.array_equal(read_metrics(tmp_path / "ev").confusion_matrix, read_metrics(runs["bf16"]).confusion_matrix)
+    evaluated, trained = read_record(tmp_path / "ev"), read_record(runs["bf16"])
+    assert np.array_equal(evaluated["confusion_matrix"], trained["confusion_matrix"])
 
 
 def test_torchrun_gloo_two_ranks(tmp_path):
@@ -271,15 +290,15 @@ def test_torchrun_gloo_two_ranks(tmp_path):
     run_dir = tmp_path / "runs" / "ddp" / "tce-t1-s0"
     ranks = json.loads((run_dir / "ranks.json").read_text())
     assert ranks["world_size"] == 2 and len(set(ranks["sampler_state_sha256"])) == 1
-    metrics = read_metrics(run_dir)
-    assert metrics.data["steps"] == ITERS and sum(metrics.data["sampler"]["draw_histogram"]) == ITERS
+    metrics = read_record(run_dir)
+    assert metrics["steps"] == ITERS and sum(metrics["sampler"]["draw_histogram"]) == ITERS
     history = pd.read_csv(run_dir / "history.csv")
     assert len(history) == ITERS
     single = fairseg("evaluate", "--checkpoint", run_dir / "last.pt", "--out", tmp_path / "single", "--quiet")
     assert single.returncode == 0, single.stderr
-    again = read_metrics(tmp_path / "single")
-    assert np.array_equal(again.confusion_matrix, metrics.confusion_matrix)
-    assert again.data["per_image"] == metrics.data["per_image"]
+    again = read_record(tmp_path / "single")
+    assert np.array_equal(again["confusion_matrix"], metrics["confusion_matrix"])
+    assert again["per_image"] == metrics["per_image"]
 
 
 def test_run_locks_stale_and_live(tmp_path, capsys):

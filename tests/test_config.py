@@ -2,22 +2,39 @@
 import dataclasses
 import hashlib
 import json
+from dataclasses import MISSING
 
 import pytest
 import yaml
 
 from fairseg_bench.config import (
     PRESET_DIR,
+    SECTIONS,
     ExperimentConfig,
     config_from_dict,
     config_hash,
     dump_config,
     load_config,
+    preset_names,
     resolve_config_path,
 )
 from fairseg_bench.errors import UserError
 
+from cli_helpers import call_main
+
 PRESETS = sorted(PRESET_DIR.glob("*.yaml"))
+# Run folders (reports/*/runs) and the CI baseline (reports/ci/baseline.json) are keyed by these
+# hashes: a preset edit that changes one must be deliberate.
+PRESET_HASHES = {
+    "ade20k_dlv3p_r101": "8881441eddb88588d2d0040405ccd7cd4e479743891d8811075ed05e1e098b73",
+    "camvid": "5608f6af494b06937dbd9273feaa95b002d8062895e84242bc9fe11de32cd569",
+    "ci": "1a6581cefe8789f22fc87296d9fbf88d507dd1a9113a3c3b15023326401d16ee",
+    "cityscapes_dlv3p_r101": "b8f1a4deaea0191e03df881a47d7db6a1e0bcdc29a389778368cf9a1c3a811ed",
+    "quick": "ae4e9111c83a3734241ff27e6ad3d44b51563ba0d3c7b5eb319a1491a5d5e8b4",
+    "quick-long": "440a041c9553e503f3b8e11923562b6e90fe6e4f04d96bc64cd71fa69ccd480e",
+    "trained": "ca46c35daf52c88f3ec471525730f81bbc1397d3947cd8b7a22913ef190b6453",
+    "voc_dlv3p_r101": "a3e6532428df3b955f10ad68812d71957b6d7fb20dc5f396aca1dce8354b7d8e",
+}
 
 
 def write(tmp_path, text, name="x.yaml"):
@@ -73,7 +90,91 @@ def test_round_trip_and_frozen(tmp_path):
 
 def test_name_defaults_to_file_stem(tmp_path):
     assert load_config(write(tmp_path, "train: {iters: 5}\n", "my-exp.yaml")).name == "my-exp"
-    assert load_config(write(tmp_path, "", "empty.yaml")) == ExperimentConfig(name="empty")
+    assert load_config(write(tmp_path, "", "empty.yaml")) == load_config("quick").override(name="empty")
+
+
+def test_presets_keep_their_config_hashes():
+    assert {name: config_hash(load_config(name)) for name in preset_names()} == PRESET_HASHES
+    assert json.loads((PRESET_DIR.parents[1] / "reports" / "ci" / "baseline.json").read_text())["config_hash"] == \
+        PRESET_HASHES["ci"]
+
+
+def _defaulted(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.default is not MISSING or f.default_factory is not MISSING}
+
+
+def test_the_quick_preset_is_the_one_source_of_the_experiments_defaults():
+    """The dataclasses default only where and how runs go; every other key comes from the quick preset."""
+    assert _defaulted(ExperimentConfig) == {"name", "out", "device", "quiet", "launcher"}
+    assert all(not _defaulted(cls) for name, cls in SECTIONS.items() if name != "launcher")
+    assert config_from_dict({}) == load_config("quick").override(name="experiment")
+    raw = yaml.safe_load((PRESET_DIR / "quick.yaml").read_text())
+    assert "base" not in raw and set(raw) == {"losses", "seeds", *SECTIONS} - {"launcher"}
+    for name, section in raw.items():  # states every key, so nothing falls back to a second source
+        if name in SECTIONS:
+            assert set(section) == {f.name for f in dataclasses.fields(SECTIONS[name])}, name
+
+
+def test_base_lays_a_file_over_a_preset(tmp_path):
+    """Mappings merge key by key, lists and values replace; the name stays the file's own."""
+    cfg = load_config(write(tmp_path, "base: ci\nlosses: [mcce]\ndata: {train_options: {num_images: 10}}\n"))
+    ci = load_config("ci")
+    assert cfg.name == "x" and cfg.losses == ("mcce",)
+    assert cfg.data.train_options == {**ci.data.train_options, "num_images": 10}
+    assert (cfg.train, cfg.optim, cfg.device) == (ci.train, ci.optim, "cpu")
+    assert load_config(write(tmp_path, "base: ci\ndata:\n")) == ci.override(name="x")  # an empty section
+
+
+def test_another_dataset_starts_its_options_from_none(tmp_path):
+    cfg = load_config(write(tmp_path, "data: {dataset: cityscapes, train_options: {crop_size: [8, 8]}}\n"))
+    assert cfg.data.train_options == {"crop_size": [8, 8]} and cfg.data.val_options == {}
+    assert load_config("voc_dlv3p_r101").data.val_options == {}  # based on cityscapes, its options left behind
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: nope", "x.yaml: base nope: no such preset (presets: "),
+    ("base: [ci]", "x.yaml: base must be a preset name, got ['ci']"),
+])
+def test_bad_base_is_one_line(tmp_path, text, message):
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value).startswith(str(tmp_path / message)) and "\n" not in str(info.value)
+
+
+def test_a_base_chain_that_comes_back_is_an_error(tmp_path, monkeypatch):
+    import fairseg_bench.config as config
+
+    write(tmp_path, "base: b\n", "a.yaml")
+    write(tmp_path, "base: a\n", "b.yaml")
+    write(tmp_path, (PRESET_DIR / "quick.yaml").read_text(), "quick.yaml")
+    monkeypatch.setattr(config, "PRESETS", tmp_path)
+    with pytest.raises(UserError, match=r"^preset a: base a -> b -> a comes back to itself$"):
+        load_config("a")
+
+
+def test_a_loss_list_means_the_same_as_yaml_string_yaml_list_and_option(tmp_path, capsys, monkeypatch):
+    """One parser (loss_specs.split_loss_list): a key=value part without ':' stays with its spec."""
+    specs = ("mcce", "tce:t=1,gamma=0.1", "focal")
+    text = "mcce,tce:t=1,gamma=0.1,focal"
+    assert load_config(write(tmp_path, f"losses: '{text}'\n")).losses == specs
+    assert load_config(write(tmp_path, "losses: [mcce, 'tce:t=1,gamma=0.1', focal]\n")).losses == specs
+    built, override = [], ExperimentConfig.override
+
+    def stop_once_built(cfg, **options):  # the config `run --losses` builds, before any training
+        built.append(override(cfg, **options))
+        raise UserError("built")
+
+    monkeypatch.setattr(ExperimentConfig, "override", stop_once_built)
+    code, _, err = call_main(capsys, "run", "--losses", text, "--out", tmp_path / "runs")
+    assert (code, err) == (2, "error: built\n") and built[0].losses == specs
+
+
+def test_seeds_are_a_list_or_one_string_as_the_option_takes_them(tmp_path):
+    assert load_config(write(tmp_path, "seeds: '0, 2,5'\n")).seeds == (0, 2, 5)
+    assert load_config("quick").override(seeds="3,4").seeds == (3, 4)
+    for bad in ("'0,0'", "'a'", "''", "'-1'"):
+        with pytest.raises(UserError, match="seeds must be a non-empty list of distinct non-negative integers"):
+            load_config(write(tmp_path, f"seeds: {bad}\n"))
 
 
 @pytest.mark.parametrize("text, message", [

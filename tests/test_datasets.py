@@ -234,18 +234,19 @@ def test_check_root_valid_trees(cityscapes_root, ade_root, voc_root, tmp_path):
     assert "does not exist" in DATASETS["voc"].check_root(tmp_path / "missing")
 
 
-def test_cli_lists_datasets_and_root_validity(cityscapes_root):
-    result = CliRunner().invoke(datasets_cli, ["--root", str(cityscapes_root)])
+@pytest.mark.parametrize("option", ["--data-root", "--root"])  # --root: the same option, as in evaluate
+def test_cli_lists_datasets_and_root_validity(cityscapes_root, option):
+    result = CliRunner().invoke(datasets_cli, [option, str(cityscapes_root)])
     assert result.exit_code == 0, result.output
     assert "cityscapes    19 classes" in result.output and "ade20k       150 classes" in result.output
     lines = result.output.splitlines()
-    validity = {lines[i - 2].split()[0]: lines[i] for i, line in enumerate(lines) if "--root" in line}
+    validity = {lines[i - 2].split()[0]: lines[i] for i, line in enumerate(lines) if "--data-root" in line}
     assert validity["cityscapes"].endswith("valid") and "invalid" in validity["voc"]
 
 
 def test_cli_index_builds_cache_and_prints_shares(cityscapes_root, tmp_path):
     cache = tmp_path / "cache"
-    args = ["index", "--dataset", "cityscapes", "--root", str(cityscapes_root), "--cache", str(cache)]
+    args = ["index", "--dataset", "cityscapes", "--data-root", str(cityscapes_root), "--cache", str(cache)]
     result = CliRunner().invoke(datasets_cli, args)
     assert result.exit_code == 0, result.output
     assert len(list(cache.glob("class_index-cityscapes-train-*.npz"))) == 1

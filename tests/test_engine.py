@@ -1,5 +1,5 @@
-"""The engine: poly schedule, checkpoints (weights-only, atomic), RNG states, the training loop
-(history, sampler feed, NaN guard, exact resume) and the evaluation loop."""
+"""The engine and its checkpoints: poly schedule, checkpoints (weights-only, atomic), RNG states, the
+training loop (history, sampler feed, NaN guard, exact resume) and the evaluation loop."""
 import math
 import random
 
@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fairseg_bench import engine
+from fairseg_bench.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from fairseg_bench.core.class_index import ClassIndex
 from fairseg_bench.core.sampling import StochasticTCESampler, UniformBatchSampler
 
@@ -68,13 +69,13 @@ def setup(total=6, seed=0, sampler=None, lr=0.05):
     return ds, model, sampler, optimizer, scheduler, scaler, loader
 
 
-def run_train(parts, criterion=None, start=0, total=6, history=None, checkpoint=None, every=3):
+def run_train(parts, criterion=None, start=0, checkpoint=None, every=3):
     ds, model, sampler, optimizer, scheduler, scaler, loader = parts
-    history = [] if history is None else history
-    step = engine.train(model, criterion or nn.CrossEntropyLoss(ignore_index=255), loader, sampler, optimizer,
-                        scheduler, scaler, device=torch.device("cpu"), start_step=start, total_steps=total,
-                        history=history, checkpoint=checkpoint, checkpoint_every=every, progress=False)
-    return step, history
+    state = engine.TrainState(model, optimizer, scheduler, scaler, criterion or nn.CrossEntropyLoss(ignore_index=255),
+                              sampler, step=start)
+    engine.train(state, loader, engine.TrainLogger(progress=False), device=torch.device("cpu"),
+                 checkpoint=checkpoint, checkpoint_every=every)
+    return state.step, state.history
 
 
 def test_poly_schedule_matches_formula():
@@ -100,11 +101,11 @@ def test_build_optimizer(name, cls):
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path):
     state = {"step": 3, "arr": np.arange(5, dtype=np.int32), "nested": [{"x": np.float64(2.5)}],
-             "t": torch.ones(2), "rng": engine.rng_states()}
+             "t": torch.ones(2), "rng": rng_states()}
     path = tmp_path / "last.pt"
-    engine.save_checkpoint(path, state)
+    save_checkpoint(path, state)
     torch.load(path, weights_only=True)  # no arbitrary objects inside
-    back = engine.load_checkpoint(path)
+    back = load_checkpoint(path)
     assert back["step"] == 3 and back["nested"][0]["x"] == 2.5
     assert isinstance(back["arr"], np.ndarray) and back["arr"].dtype == np.int32
     assert back["arr"].tolist() == [0, 1, 2, 3, 4]
@@ -115,18 +116,18 @@ def test_unreadable_checkpoint_is_a_user_error(tmp_path):
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"truncated")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        engine.load_checkpoint(bad)
+        load_checkpoint(bad)
     with pytest.raises(ValueError, match="no such checkpoint"):
-        engine.load_checkpoint(tmp_path / "missing.pt")
+        load_checkpoint(tmp_path / "missing.pt")
 
 
 def test_rng_states_restore_every_generator(tmp_path):
     torch.manual_seed(1), np.random.seed(1), random.seed(1)
     np.random.randn()  # leaves a cached gaussian in numpy's state
     path = tmp_path / "rng.pt"
-    engine.save_checkpoint(path, {"rng": engine.rng_states()})
+    save_checkpoint(path, {"rng": rng_states()})
     first = (torch.rand(3), np.random.rand(3), np.random.randn(), random.random())
-    engine.set_rng_states(engine.load_checkpoint(path)["rng"])
+    set_rng_states(load_checkpoint(path)["rng"])
     second = (torch.rand(3), np.random.rand(3), np.random.randn(), random.random())
     assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
     assert first[2:] == second[2:]
@@ -167,7 +168,7 @@ def test_grad_norm_is_the_total_norm_of_the_first_step():
 def test_sampler_weights_are_logged():
     index = ClassIndex.from_labels(TinySegmentation().targets, K)
     sampler = StochasticTCESampler(index, 4, num_batches=3, t=1.0, seed=0)
-    _, history = run_train(setup(total=3, sampler=sampler), total=3)
+    _, history = run_train(setup(total=3, sampler=sampler))
     assert all(0 <= r["drawn_class"] < K for r in history)
     assert history[-1]["weights"] == pytest.approx(sampler.weights.tolist())
     assert sum(history[-1]["weights"]) == pytest.approx(1.0)
@@ -211,9 +212,9 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
     def checkpoint(step):
         ds, model, sampler, optimizer, scheduler, *_ = first
         if step == 3:
-            engine.save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                           "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
-                                          "rng": engine.rng_states(), "step": step})
+                                          "rng": rng_states(), "step": step})
             raise KeyboardInterrupt  # the process dies here
 
     with pytest.raises(KeyboardInterrupt):
@@ -222,10 +223,10 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
     torch.manual_seed(999)  # a fresh process: different RNG until restored
     resumed = setup(total=6, seed=0)
     ds, model, sampler, optimizer, scheduler, *_ = resumed
-    state = engine.load_checkpoint(path)
+    state = load_checkpoint(path)
     model.load_state_dict(state["model"]), optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"]), sampler.load_state_dict(state["sampler"])
-    engine.set_rng_states(state["rng"])
+    set_rng_states(state["rng"])
     _, history = run_train(resumed, start=state["step"])
     assert [r["loss"] for r in history] == [r["loss"] for r in full_history[3:]]
     for (name, a), b in zip(full[1].state_dict().items(), model.state_dict().values()):

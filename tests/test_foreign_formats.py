@@ -1,4 +1,5 @@
-"""Other tools' result files: each format against hand-computed values, detection, and bad files."""
+"""Other tools' result files: each format against hand-computed values (IoUs as fractions, in the one
+``Result``), detection, and bad files."""
 import json
 import math
 import subprocess
@@ -9,7 +10,8 @@ import pytest
 
 from fairseg_bench.data.label_sets import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
 from fairseg_bench.errors import UserError
-from fairseg_bench.foreign_formats import FORMATS, detect_format, read_foreign
+from fairseg_bench.results import Result
+from fairseg_bench.results.foreign import FORMATS, detect_format, read_foreign
 
 
 def write(tmp_path, name, obj):
@@ -29,9 +31,10 @@ def test_mmseg_fractions_become_percent_in_dataset_order(tmp_path):
     path = write(tmp_path, "work_dirs/deeplab_r50/eval_20230101_120000.json",
                  {"config": "configs/x.py", "metric": metric})
     result = read_foreign(path)
-    assert result.format == "mmseg" and result.dataset == "cityscapes" and result.method == "deeplab_r50"
-    assert result.classes == list(CITYSCAPES_CLASSES)
-    expected = [100 * values[n] for n in CITYSCAPES_CLASSES]
+    assert isinstance(result, Result) and result.seed is None
+    assert result.dataset == "cityscapes" and result.method == "deeplab_r50"
+    assert result.classes == tuple(CITYSCAPES_CLASSES)
+    expected = [values[n] for n in CITYSCAPES_CLASSES]
     np.testing.assert_allclose(result.iou, expected, equal_nan=True)
     assert np.isnan(result.iou[CITYSCAPES_CLASSES.index("train")])
 
@@ -40,7 +43,7 @@ def test_mmseg_ade20k_names_with_stray_spaces_are_recognised(tmp_path):
     metric = {f"IoU.{'bed ' if n == 'bed' else n}": 0.25 for n in ADE20K_CLASSES}
     result = read_foreign(write(tmp_path, "eval_1.json", {"metric": metric}))
     assert result.dataset == "ade20k" and len(result.classes) == 150
-    np.testing.assert_allclose(result.iou, 25.0)
+    np.testing.assert_allclose(result.iou, 0.25)
 
 
 def test_detectron2_percent_inner_or_wrapped(tmp_path):
@@ -50,8 +53,8 @@ def test_detectron2_percent_inner_or_wrapped(tmp_path):
         inner[f"ACC-{name}"] = 90.0
     for obj in ({"sem_seg": inner}, inner):
         result = read_foreign(write(tmp_path, "d2/model.json", obj))
-        assert result.format == "detectron2" and result.dataset == "voc" and result.method == "model"
-        np.testing.assert_allclose(result.iou, [2.5 * k for k in range(21)])
+        assert result.dataset == "voc" and result.method == "model"
+        np.testing.assert_allclose(result.iou, [0.025 * k for k in range(21)])
 
 
 def test_hugging_face_needs_classes_or_a_dataset(tmp_path):
@@ -59,14 +62,14 @@ def test_hugging_face_needs_classes_or_a_dataset(tmp_path):
            "per_category_iou": [0.5, math.nan, 0.25], "per_category_accuracy": [0.5, math.nan, 0.5]}
     path = write(tmp_path, "hf.json", obj)
     result = read_foreign(path, classes=["sky", "ground", "object"], method="segformer")
-    assert result.format == "hf" and result.method == "segformer"
-    np.testing.assert_allclose(result.iou, [50.0, np.nan, 25.0], equal_nan=True)
+    assert result.method == "segformer" and result.classes == ("sky", "ground", "object")
+    np.testing.assert_allclose(result.iou, [0.5, np.nan, 0.25], equal_nan=True)
     with pytest.raises(UserError, match="names no classes"):
         read_foreign(path)
     with pytest.raises(UserError, match="3 per_category_iou values for 19 classes"):
         read_foreign(path, dataset="cityscapes")
     voc = write(tmp_path, "hf_voc.json", {**obj, "per_category_iou": [0.1] * 21})
-    assert read_foreign(voc, dataset="voc").classes == list(VOC_CLASSES)
+    assert read_foreign(voc, dataset="voc").classes == tuple(VOC_CLASSES)
 
 
 def test_class_names_that_do_not_match_the_dataset_are_an_error(tmp_path):
@@ -111,13 +114,13 @@ def test_cityscapes_result_folds_to_train_ids(tmp_path):
     result = read_foreign(write(tmp_path, "evaluationResults/resultPixelLevelSemanticLabeling.json",
                                 {"confMatrix": conf.tolist(), "classScores": scores, "averageScoreClasses": 0.6}))
     assert result.method == "evaluationResults"
-    np.testing.assert_allclose(result.iou[:2], [60.0, 60.0])
+    np.testing.assert_allclose(result.iou[:2], [0.6, 0.6])
     assert result.confusion_matrix[0].tolist()[:2] == [6, 2] and result.void_predictions[0] == 2
     assert result.confusion_matrix[1, 1] == 3 and result.confusion_matrix.sum() == 11
 
 
 def test_reading_never_imports_torch(tmp_path):
     path = write(tmp_path, "eval_1.json", {"metric": {f"IoU.{n}": 0.5 for n in CITYSCAPES_CLASSES}})
-    code = ("import sys; from fairseg_bench.foreign_formats import read_foreign; "
+    code = ("import sys; from fairseg_bench.results.foreign import read_foreign; "
             f"read_foreign({str(path)!r}); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

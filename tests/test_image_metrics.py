@@ -10,7 +10,9 @@ from fairseg_bench.core.image_metrics import (
     class_image_iou,
     image_level_metrics,
     image_miou,
+    image_stats,
     per_image_class_iou,
+    tp_fp_fn,
     worst_mean,
 )
 
@@ -129,3 +131,28 @@ def test_void_predictions_are_false_negatives_only():
     cm = np.array([[6, 2], [0, 3]])
     np.testing.assert_allclose(per_class_iou(cm, void=[2, 0]), [6 / 10, 3 / 5])
     np.testing.assert_allclose(per_class_iou(cm), [6 / 8, 3 / 5])
+
+
+def test_image_stats_match_a_per_pixel_count():
+    """TP/FP/FN of label maps: ignored pixels nowhere, a prediction outside [0, K) void (FN only)."""
+    rng = np.random.default_rng(4)
+    k = 4
+    target = rng.integers(0, k, (3, 6, 7))
+    target[rng.random(target.shape) < 0.2] = 255
+    target[1] = 255  # an image without a valid pixel
+    prediction = rng.integers(0, k + 2, target.shape)  # k and k + 1: void
+    stats = image_stats(target, prediction, k)
+    for i in range(3):
+        valid = target[i] != 255
+        for c in range(k):
+            t, p = target[i][valid] == c, prediction[i][valid] == c
+            assert stats[i, :, c].tolist() == [int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum())]
+    assert np.isnan(image_miou(*np.moveaxis(stats, 1, 0))[1])
+    with pytest.raises(ValueError, match=r"target values must lie in \[0, 4\)"):
+        image_stats(np.full((1, 2, 2), 7), np.zeros((1, 2, 2)), k)
+
+
+def test_tp_fp_fn_of_one_matrix_or_a_stack():
+    matrix = np.array([[5, 1, 2], [3, 4, 0]])  # column 2: void
+    np.testing.assert_array_equal(tp_fp_fn(matrix), [[5, 4], [3, 1], [3, 3]])
+    np.testing.assert_array_equal(tp_fp_fn(np.stack([matrix, 2 * matrix])), [tp_fp_fn(matrix), 2 * tp_fp_fn(matrix)])

@@ -14,7 +14,7 @@ import pytest
 
 from fairseg_bench.config import config_from_dict, config_hash, load_config
 from fairseg_bench.launch import resources
-from fairseg_bench.results import read_metrics
+from fairseg_bench.results import read_record
 from fairseg_bench.run_status import read_status, sweep_rows
 
 from cli_helpers import call_main as cli
@@ -56,7 +56,7 @@ def reference(tmp_path_factory):
 def assert_same_runs(expected: Path, actual: Path, runs=RUNS) -> None:
     """Bit-identical confusion matrices, per-image statistics, metrics and histories; the same run config."""
     for run in runs:
-        a, b = read_metrics(expected / run).data, read_metrics(actual / run).data
+        a, b = read_record(expected / run), read_record(actual / run)
         for key in SAME:
             assert a[key] == b[key], (run, key)
         ha, hb = (pd.read_csv(folder / run / "history.csv").drop(columns="images_per_s")
@@ -211,7 +211,7 @@ def test_slurm_submits_one_job_array(tmp_path, capsys, monkeypatch):
     requeued = task.checkpoint("tce:t=1", 1)  # the Checkpointable requeue resubmits the same call
     assert requeued.function is task and requeued.args == ("tce:t=1", 1)
     assert task("tce:t=1", 1) == str(exp / "tce-t1-s1")  # the task itself trains its run (here, on CPU)
-    assert read_metrics(exp / "tce-t1-s1").data["steps"] == ITERS
+    assert read_record(exp / "tce-t1-s1")["steps"] == ITERS
     assert not (exp / "mcce-s0").exists()  # nothing else ran here
 
 

@@ -9,7 +9,7 @@ import fairseg_bench
 from fairseg_bench.core import balanced, dice, lovasz, ohem
 from fairseg_bench.core import losses as core
 from fairseg_bench.errors import UserError
-from fairseg_bench.loss_specs import available_losses, build_loss, build_sampler, format_number, parse_loss_spec
+from fairseg_bench.loss_specs import available_losses, build_loss, build_sampler, format_shortest, parse_loss_spec
 
 NUM_CLASSES = 5
 COUNTS = np.array([500, 120, 40, 9, 1])
@@ -189,8 +189,8 @@ def test_labels_are_deterministic_and_distinct():
     [(0.1, "0.1"), (1.0, "1"), (1e-5, "1e-05"), (2.5, "2.5"), (-2.0, "-2"), (1e20, "1e20"), (100000.0, "100000"),
      (10, "10")],
 )
-def test_format_number(value, text):
-    assert format_number(value) == text
+def test_format_shortest(value, text):
+    assert format_shortest(value) == text
     assert float(text) == value
 
 

@@ -91,9 +91,9 @@ def test_training_feeds_the_class_estimate_to_the_sampler():
         original_update(batch_loss, class_stats)
 
     sampler.update = update
-    history = []
-    engine.train(model, criterion, loader, sampler, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False),
-                 device=torch.device("cpu"), start_step=0, total_steps=5, history=history, progress=False)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    state = engine.TrainState(model, optimizer, scheduler, scaler, criterion, sampler)
+    engine.train(state, loader, engine.TrainLogger(progress=False), device=torch.device("cpu"))
     assert len(sampler.received) == 5
     log_tilted = None
     for c, (batch_loss, (sums, counts)) in zip(classes, sampler.received):
@@ -103,7 +103,7 @@ def test_training_feeds_the_class_estimate_to_the_sampler():
             log_tilted = np.full(K, estimate)
         log_tilted[c] = np.logaddexp(log_tilted[c] + np.log(0.5), estimate + np.log(0.5))
     np.testing.assert_allclose(sampler.sampler.log_tilted_losses, log_tilted, rtol=1e-12)
-    assert [row["drawn_class"] for row in history] == classes
+    assert [row["drawn_class"] for row in state.history] == classes
 
 
 def test_class_index_counts_the_images_holding_each_class():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fairseg_bench.report.tables import format_number
-from fairseg_bench.results.summary import FAIRNESS_KEYS
+from fairseg_bench.results.summary import FAIRNESS_COLUMNS
 
 from cli_helpers import call_main, fairseg
 
@@ -32,7 +32,7 @@ PRINTED = {"sorted_bottom": "sorted 25% bottom", "sorted_top": "sorted 25% top",
            "worst": "overall worst", "std": "overall std.", "miou": "overall mIoU", "best": "extra best",
            "gap": "extra gap", "cov": "extra CoV", "gini": "extra Gini"}
 #: fairness numbers that do not depend on which method ranks the classes
-OWN = [k for k in FAIRNESS_KEYS if not k.startswith("sorted_")]
+OWN = [k for k in FAIRNESS_COLUMNS if not k.startswith("sorted_")]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,8 @@ def test_every_command_gives_the_same_numbers_by_name(tiny, tmp_path, capsys):
     one = json.loads(call_main(capsys, "metrics", run, "--format", "json")[1])["methods"]["tce-t1"]
     shown = printed_tables(eval_out)["tce-t1"]
     assert {c: shown[c] for c in one["iou"]} == {c: printed(v) for c, v in one["iou"].items()}
-    assert {k: shown[PRINTED[k]] for k in FAIRNESS_KEYS} == {k: printed(one["fairness"][k]) for k in FAIRNESS_KEYS}
+    assert {k: shown[PRINTED[k]] for k in FAIRNESS_COLUMNS} == \
+        {k: printed(one["fairness"][k]) for k in FAIRNESS_COLUMNS}
     # and the numbers that do not depend on the ranking are those of the two-method comparison's seed 1
     per_seed = baseline["methods"]["tce-t1"]["fairness_per_seed"]
     for key in OWN:

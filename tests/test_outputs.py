@@ -115,7 +115,7 @@ needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pd
 
 
 @needs_pdflatex
-@pytest.mark.parametrize("options", [[], ["--split"], ["--latex-env", "table*"], ["--table", "fairness"],
+@pytest.mark.parametrize("options", [[], ["--two-rows"], ["--latex-env", "table*"], ["--table", "fairness"],
                                      ["--label", "TCE t=1=TCE $t=1$ & 50%_x"]])
 def test_metrics_latex_compiles(options, tmp_path, capsys):
     code, out, err = call_main(capsys, "metrics", TABLE1, "--format", "latex", *options)
@@ -251,7 +251,7 @@ def test_an_internal_bug_shows_its_traceback(monkeypatch, capsys):
 
 def test_one_results_path_and_no_parallel_modules():
     for gone in ("fairseg_bench.metrics_io", "fairseg_bench.tables", "fairseg_bench.report.inputs",
-                 "fairseg_bench.report.summary"):
+                 "fairseg_bench.report.summary", "fairseg_bench.foreign_formats"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(gone)
     for module in ("baseline", "tolerances", "compare", "markdown"):

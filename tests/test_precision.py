@@ -97,8 +97,8 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_once(cpu_with, monkeypatch):
 def test_run_warns_and_records_the_precision(tmp_path, cpu_with, capsys, monkeypatch):
     """An explicit bf16 on an emulating CPU trains, with one warning; metrics.json says what ran."""
     from fairseg_bench.config import config_from_dict, load_config
-    from fairseg_bench.results import read_metrics
-    from fairseg_bench.runner import parse_losses, prepare, train_run
+    from fairseg_bench.results import read_record
+    from fairseg_bench.runner import parse_losses, prepare, run_one
 
     cpu_with(bf16_isa=False, onednn=False)
     monkeypatch.setattr(pr, "_warned", set())
@@ -109,8 +109,8 @@ def test_run_warns_and_records_the_precision(tmp_path, cpu_with, capsys, monkeyp
     raw["eval"].update(batch_size=4, samples=0)
     cfg = config_from_dict(raw)
     exp = prepare(cfg)
-    train_run(exp, parse_losses(cfg)[0], 0)
-    record = read_metrics(exp.folder / "mcce-s0").data
+    run_one(exp, parse_losses(cfg)[0], 0)
+    record = read_record(exp.folder / "mcce-s0")
     assert record["precision"] == {"amp": "bf16", "autocast": "bfloat16", "native": False,
                                    "grad_scaler": False, "device": "cpu"}
     err = capsys.readouterr().err

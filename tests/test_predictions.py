@@ -8,12 +8,19 @@ import pytest
 from PIL import Image
 
 from fairseg_bench.data.label_sets import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID
-from fairseg_bench.results import read_metrics
+from fairseg_bench.results import Result, read_record
+from fairseg_bench.results.read import read_results
 
 from cli_helpers import call_main as cli
 from fake_datasets import write_ade20k, write_cityscapes, write_voc
 
 SHAPE = (24, 40)
+
+
+def read_one(path: Path) -> Result:
+    """The one result of a ``metrics.json``, as every command reads it."""
+    (result,) = read_results(path).runs
+    return result
 
 
 def blocky(rng, values, shape=SHAPE, block=4) -> np.ndarray:
@@ -89,37 +96,36 @@ def test_cityscapes_matches_the_official_evaluator(cityscapes, tmp_path, capsys,
     code, stdout, err = cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--dataset", "cityscapes",
                             "--root", cityscapes / "data", "--out", out, "--workers", "2", "--quiet")
     assert code == 0, err
-    ours = read_metrics(out)
+    ours = read_one(out)
     reference = official(cityscapes, monkeypatch, tmp_path / "official.json")
     expected = np.array([reference["classScores"][name] for name in CITYSCAPES_CLASSES])
     np.testing.assert_allclose(ours.iou, expected, rtol=0, atol=1e-9)
-    assert ours.data["method"] == "preds" and ours.data["dataset"] == "cityscapes" and ours.data["split"] == "val"
-    assert ours.data["files"] == {"ground_truth": 7, "predictions": 7, "unmatched_predictions": 0}
-    assert len(ours.data["per_image"]["tp"]) == 7 and len(ours.data["image_names"]) == 7
+    assert ours.method == "preds" and ours.dataset == "cityscapes" and ours.split == "val"
+    assert ours.record["files"] == {"ground_truth": 7, "predictions": 7, "unmatched_predictions": 0}
+    assert len(ours.per_image["tp"]) == 7 and len(ours.image_names) == 7
     assert "mIoU^I" in stdout  # the image-level table is printed after the run tables
 
     # reading the evaluator's own JSON gives the same numbers and the same confusion matrix
-    from fairseg_bench.foreign_formats import read_foreign
+    from fairseg_bench.results.foreign import read_foreign
 
     parsed = read_foreign(tmp_path / "official.json")
-    assert parsed.format == "cityscapes" and parsed.classes == list(CITYSCAPES_CLASSES)
-    np.testing.assert_allclose(parsed.iou / 100, ours.iou, rtol=0, atol=1e-9)
+    assert parsed.dataset == "cityscapes" and parsed.classes == tuple(CITYSCAPES_CLASSES)
+    np.testing.assert_allclose(parsed.iou, ours.iou, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(parsed.confusion_matrix, ours.confusion_matrix)
-    np.testing.assert_array_equal(parsed.void_predictions, ours.data["void_predictions"])
+    np.testing.assert_array_equal(parsed.void_predictions, ours.void_predictions)
 
 
 def test_per_image_statistics_sum_to_the_dataset_matrix(cityscapes, tmp_path, capsys):
     out = tmp_path / "m.json"
     assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--dataset", "cityscapes", "--root",
                cityscapes / "data", "--out", out, "--workers", "1", "--quiet")[0] == 0
-    run = read_metrics(out)
-    stats, cm = run.per_image(), run.confusion_matrix
-    void = np.asarray(run.data["void_predictions"])
+    run = read_one(out)
+    stats, cm, void = run.per_image, run.confusion_matrix, run.void_predictions
     np.testing.assert_array_equal(stats["tp"].sum(0), np.diag(cm))
     np.testing.assert_array_equal(stats["fp"].sum(0), cm.sum(0) - np.diag(cm))
     np.testing.assert_array_equal(stats["fn"].sum(0), cm.sum(1) - np.diag(cm) + void)
     assert not stats["tp"][1].any() and not stats["fn"][1].any()  # the all-void image counts nowhere
-    assert run.data["image_level"]["images"] == 6
+    assert run.record["image_level"]["images"] == 6
 
 
 def test_cityscapes_train_ids(cityscapes, tmp_path, capsys, monkeypatch):
@@ -134,8 +140,8 @@ def test_cityscapes_train_ids(cityscapes, tmp_path, capsys, monkeypatch):
     common = ["--dataset", "cityscapes", "--root", cityscapes / "data", "--quiet", "--workers", "1"]
     assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--out", a, *common)[0] == 0
     assert cli(capsys, "evaluate", "--predictions", train_preds, "--ids", "train", "--out", b, *common)[0] == 0
-    np.testing.assert_array_equal(read_metrics(a).confusion_matrix, read_metrics(b).confusion_matrix)
-    np.testing.assert_array_equal(read_metrics(a).iou, read_metrics(b).iou)
+    np.testing.assert_array_equal(read_one(a).confusion_matrix, read_one(b).confusion_matrix)
+    np.testing.assert_array_equal(read_one(a).iou, read_one(b).iou)
 
 
 def test_default_output_reads_like_a_run(cityscapes, tmp_path, capsys, monkeypatch):
@@ -144,7 +150,7 @@ def test_default_output_reads_like_a_run(cityscapes, tmp_path, capsys, monkeypat
                        "--root", cityscapes / "data", "--name", "my model", "--quiet", "--workers", "1")
     assert code == 0, err
     target = tmp_path / "runs" / "predictions-cityscapes" / "my-model" / "metrics.json"
-    assert read_metrics(target).method == "my model"
+    assert read_one(target).method == "my model"
     code, out, err = cli(capsys, "report", tmp_path / "runs" / "predictions-cityscapes", "--out", tmp_path / "rep")
     assert code == 0, err
 
@@ -168,7 +174,7 @@ def test_ade20k_against_brute_force(tmp_path, capsys, reduce_zero_label):
     assert code == 0, err
     mapping = {0: -1, **{v: v - 1 for v in range(1, 151)}}
     expected = brute_force_iou(zip(labels, preds, strict=True), mapping, mapping, 150)
-    np.testing.assert_allclose(read_metrics(out).iou, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(read_one(out).iou, expected, rtol=0, atol=1e-12)
 
 
 def test_voc_palette_predictions_against_brute_force(tmp_path, capsys):
@@ -186,7 +192,7 @@ def test_voc_palette_predictions_against_brute_force(tmp_path, capsys):
     assert code == 0, err
     mapping = {**{c: c for c in range(21)}, 255: -1}
     expected = brute_force_iou(zip(labels, preds, strict=True), mapping, mapping, 21)
-    np.testing.assert_allclose(read_metrics(out).iou, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(read_one(out).iou, expected, rtol=0, atol=1e-12)
 
 
 def test_generic_folders_with_an_ignore_index(tmp_path, capsys):
@@ -202,9 +208,9 @@ def test_generic_folders_with_an_ignore_index(tmp_path, capsys):
     code, _, err = cli(capsys, "evaluate", "--predictions", tmp_path / "pred", "--labels", tmp_path / "gt",
                        "--classes", tmp_path / "classes.txt", "--ignore-index", "9", "--out", out, "--quiet")
     assert code == 0, err
-    run = read_metrics(out)
+    run = read_one(out)
     mapping = {0: 0, 1: 1, 2: 2, 9: -1}
-    assert run.classes == classes and run.data["dataset"] == "custom"
+    assert run.classes == tuple(classes) and run.dataset == "custom"
     expected = brute_force_iou(zip(labels, preds, strict=True), mapping, mapping, 3)
     np.testing.assert_allclose(run.iou, expected, rtol=0, atol=1e-12)
 
@@ -287,7 +293,7 @@ def test_unmatched_predictions_are_a_counted_warning(cityscapes, tmp_path, capsy
     code, _, err = cli(capsys, *_cs_case(cityscapes, tmp_path, extra))
     assert code == 0, err
     assert "warning: 2 prediction files match no ground-truth image" in err
-    assert read_metrics(tmp_path / "out" / "metrics.json").data["files"]["unmatched_predictions"] == 2
+    assert read_record(tmp_path / "out" / "metrics.json")["files"]["unmatched_predictions"] == 2
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -338,7 +344,7 @@ def test_evaluations_of_one_split_share_a_config_hash(cityscapes, tmp_path, caps
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--out", a, *common)[0] == 0
     assert cli(capsys, "evaluate", "--predictions", cityscapes / "preds", "--name", "x", "--out", b, *common)[0] == 0
-    assert read_metrics(a).data["config_hash"] == read_metrics(b).data["config_hash"]
+    assert read_record(a)["config_hash"] == read_record(b)["config_hash"]
 
 
 # ----------------------------------------------------------------------------- the one reader

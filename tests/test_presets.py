@@ -66,6 +66,7 @@ def test_preset_errors_name_the_preset(monkeypatch, tmp_path):
     import fairseg_bench.config as config
 
     (tmp_path / "broken.yaml").write_text("# Broken.\ntrain: {iters: 0}\n")
+    (tmp_path / "quick.yaml").write_text(preset_text("quick"))  # every config's defaults
     monkeypatch.setattr(config, "PRESETS", tmp_path)
     with pytest.raises(UserError, match=r"^preset broken: train\.iters must be a positive integer"):
         load_config("broken")
@@ -88,6 +89,41 @@ def test_cli_show_prints_the_yaml_to_copy(capsys, tmp_path):
     copy.write_text(out)
     assert load_config(copy) == load_config("quick").override(name="edited")
     assert yaml.safe_load(out)["losses"] == ["mcce", "focal", "tce"]
+
+
+def test_cli_show_of_a_based_preset_runs_as_saved(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = call_main(capsys, "presets", "show", "ci")
+    assert code == 0, err
+    assert "base: quick" in out.splitlines()
+    (tmp_path / "mine.yaml").write_text(out)
+    assert load_config("mine.yaml") == load_config("ci").override(name="mine")
+
+
+def _leaves(mapping: dict, path: tuple = ()):
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
+
+
+def _at(mapping: dict, path: tuple):
+    for key in path:
+        mapping = mapping.get(key, KeyError) if isinstance(mapping, dict) else KeyError
+    return mapping
+
+
+@pytest.mark.parametrize("name", [n for n in preset_names() if n != "quick"])
+def test_each_preset_states_only_what_differs_from_its_base(name):
+    """``base: NAME`` and the keys that differ from it (a new dataset's options start from none)."""
+    raw = yaml.safe_load(preset_text(name))
+    base = load_config(raw.pop("base")).resolved_dict()
+    new_dataset = _at(raw, ("data", "dataset")) not in (KeyError, base["data"]["dataset"])
+    for path, value in _leaves(raw):
+        if new_dataset and path[:2] in {("data", "train_options"), ("data", "val_options")}:
+            continue
+        assert _at(base, path) != value, f"{name}: {'.'.join(path)} repeats its base's {value!r}"
 
 
 def test_cli_show_unknown_preset_is_one_error_line(capsys):

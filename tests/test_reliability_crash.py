@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fairseg_bench.results import read_metrics
+from fairseg_bench.results import read_record
 
 from test_cli_run import TINY
 
@@ -64,7 +64,7 @@ def assert_trusted_files_valid(run_dir: Path) -> None:
         state = torch.load(run_dir / "last.pt", weights_only=True)
         assert 0 < state["step"] <= ITERS and state["step"] % 3 == 0
     if (run_dir / "metrics.json").exists():
-        read_metrics(run_dir)
+        read_record(run_dir)
     if (run_dir / "history.csv").exists():
         assert len(pd.read_csv(run_dir / "history.csv")) == ITERS
     if (run_dir / "config.yaml").exists():
@@ -72,7 +72,7 @@ def assert_trusted_files_valid(run_dir: Path) -> None:
 
 
 def same_results(a: Path, b: Path) -> None:
-    ma, mb = read_metrics(a).data, read_metrics(b).data
+    ma, mb = read_record(a), read_record(b)
     for key in COMPARED:
         assert ma[key] == mb[key], key
     ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
@@ -186,7 +186,7 @@ def test_two_concurrent_runs_share_an_output_folder(tmp_path):
         assert stderr.count(f"{run_dir}: training ") == 1, (name, stderr)
         assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "history.csv", "last.pt",
                                                               "metrics.json", "samples.npz"]
-        metrics = read_metrics(run_dir).data
+        metrics = read_record(run_dir)
         assert metrics["steps"] == 6 and len(pd.read_csv(run_dir / "history.csv")) == 6
         assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 6
     cache = [p for p in (exp / ".cache").iterdir()]

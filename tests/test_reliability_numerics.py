@@ -15,7 +15,7 @@ import torch
 
 from fairseg_bench.core.class_index import ClassIndex
 from fairseg_bench.loss_specs import build_sampler
-from fairseg_bench.results import read_metrics
+from fairseg_bench.results import read_record
 
 from cli_helpers import call_main as cli
 from test_cli_run import TINY
@@ -101,7 +101,7 @@ def test_same_config_and_seed_are_bit_identical_across_two_processes(tmp_path):
     _train(config, tmp_path / "a")
     _train(config, tmp_path / "b")
     a, b = (tmp_path / x / "det" / "tce-t1-s7" for x in "ab")
-    ma, mb = read_metrics(a).data, read_metrics(b).data
+    ma, mb = read_record(a), read_record(b)
     for record in (ma, mb):
         del record["timing"], record["environment"], record["config"]["out"]  # where, when and on what
     assert ma == mb  # every float compared with ==, JSON written with full repr precision

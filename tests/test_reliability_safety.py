@@ -149,4 +149,4 @@ def test_package_has_no_unsafe_loading_or_eval():
                 if (calls := unsafe_calls(path.read_text()))}
     assert problems == {}
     # the one place checkpoints are read asks for weights only
-    assert "weights_only=True" in (PACKAGE / "engine.py").read_text()
+    assert "weights_only=True" in (PACKAGE / "checkpoint.py").read_text()

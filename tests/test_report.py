@@ -335,6 +335,32 @@ def test_qualitative_picks_the_samples_where_methods_differ_most():
     assert chosen == [1, 2]
 
 
+def test_image_level_figure_shows_the_summary_numbers(experiment):
+    """The per-image mIoU distribution plots the numbers the image-level table summarises: per seed,
+    their mean and worst-q % are the summary's; pooled over seeds (the same images), the mean in the
+    legend is the summary's mIoU^I."""
+    from fairseg_bench.core.image_metrics import worst_mean
+    from fairseg_bench.report.image_figures import per_image_miou_percent, plot_image_miou
+    from fairseg_bench.results.read import read_results
+    from fairseg_bench.results.summary import IMAGE_KEYS, summarize
+
+    data = read_results([experiment])
+    summary = summarize(data, "mcce", n_boot=0)
+    image = summary.blocks["image"]
+    pooled = {}
+    for m in summary.methods:
+        for s, run in enumerate(data.runs_of(m)):
+            values = per_image_miou_percent([run.per_image])
+            per_seed = dict(zip(IMAGE_KEYS, image.per_seed[m][s], strict=True))
+            assert values.mean() == pytest.approx(per_seed["miou_image"], rel=1e-12)
+            for q in (5, 10):
+                assert worst_mean(values, q) == pytest.approx(per_seed[f"miou_image_worst_{q}"], rel=1e-12)
+        pooled[m] = per_image_miou_percent([r.per_image for r in data.runs_of(m)])
+        assert pooled[m].mean() == pytest.approx(image.mean.loc[m, "miou_image"], rel=1e-12)
+    legend = [t.get_text() for t in plot_image_miou(pooled, "mcce").axes[0].get_legend().get_texts()]
+    assert legend == [f"{m} (mean {image.mean.loc[m, 'miou_image']:.1f}, n={pooled[m].size})" for m in pooled]
+
+
 def test_html_is_self_contained(report):
     out, _ = report
     page = (out / "index.html").read_text()

@@ -17,15 +17,14 @@ reference and fraction; ``ci_halfwidth`` is half the width of its 95 % interval.
 """
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.results import read_json, write_json_atomic
+from fairseg_bench.results import jsonable, read_json, write_json_atomic
 from fairseg_bench.results.read import Results
-from fairseg_bench.results.summary import BOUNDARY_KEYS, FAIRNESS_KEYS, GROUP_GATED, IMAGE_KEYS, Summary
+from fairseg_bench.results.summary import BOUNDARY_KEYS, FAIRNESS_COLUMNS, GROUP_GATED, IMAGE_KEYS, Summary
 
 SCHEMA_VERSION = 2
 KIND = "fairseg-bench-baseline"
@@ -56,17 +55,12 @@ def identity(results: Results) -> dict:
             "dataset": first.dataset, "environment": env}
 
 
-def _value(x) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) else x
-
-
 def _halfwidths(low, high) -> dict:
-    return {k: _value((high[k] - low[k]) / 2) for k in low.index}
+    return {k: (high[k] - low[k]) / 2 for k in low.index}
 
 
 def method_record(summary: Summary, method: str) -> dict:
-    """One method's numbers as stored in the baseline."""
+    """One method's numbers as stored in the baseline, before :func:`make_baseline` turns NaN into null."""
     fair, iou = summary.blocks["fairness"], summary.blocks["iou"]
     classes = summary.classes
     iou_seeds = iou.per_seed[method][:, : len(classes)]
@@ -75,13 +69,13 @@ def method_record(summary: Summary, method: str) -> dict:
     return {
         "seeds": list(summary.seeds[method]),
         "n_seeds": len(summary.seeds[method]),
-        "fairness": {k: _value(b.mean.loc[method, k]) for b, keys in gated for k in keys},
-        "fairness_per_seed": {k: [_value(v) for v in b.per_seed[method][:, list(b.mean.columns).index(k)]]
+        "fairness": {k: b.mean.loc[method, k] for b, keys in gated for k in keys},
+        "fairness_per_seed": {k: b.per_seed[method][:, list(b.mean.columns).index(k)]
                               for b, keys in gated for k in keys},
-        "fairness_std": {k: _value(b.std.loc[method, k]) for b, keys in gated for k in keys},
-        "iou": {c: _value(iou.mean.loc[method, c]) for c in classes},
-        "iou_per_seed": {c: [_value(v) for v in iou_seeds[:, i]] for i, c in enumerate(classes)},
-        "iou_std": {c: _value(iou.std.loc[method, c]) for c in classes},
+        "fairness_std": {k: b.std.loc[method, k] for b, keys in gated for k in keys},
+        "iou": {c: iou.mean.loc[method, c] for c in classes},
+        "iou_per_seed": {c: iou_seeds[:, i] for i, c in enumerate(classes)},
+        "iou_std": {c: iou.std.loc[method, c] for c in classes},
         "ci_halfwidth": None if not has_ci else {
             "fairness": {k: v for b, keys in gated for k, v in _halfwidths(b.low.loc[method, list(keys)],
                                                                           b.high.loc[method, list(keys)]).items()},
@@ -93,7 +87,7 @@ def method_record(summary: Summary, method: str) -> dict:
 def _gated_blocks(summary: Summary, method: str) -> list:
     """(block, keys) of the gated metrics: the fairness block, and the image-level, Boundary IoU and
     first grouping's worst group where the method has them."""
-    gated: list[tuple] = [(summary.blocks["fairness"], FAIRNESS_KEYS)]
+    gated: list[tuple] = [(summary.blocks["fairness"], FAIRNESS_COLUMNS)]
     if summary.has_image_level:
         gated.append((summary.blocks["image"], IMAGE_KEYS))
     if summary.has_boundary and method not in summary.lacking_boundary():
@@ -105,13 +99,14 @@ def _gated_blocks(summary: Summary, method: str) -> list:
 
 
 def make_baseline(results: Results, summary: Summary | None = None) -> dict:
-    """The baseline dict of ``results`` with the numbers of ``summary`` (computed with intervals if not given)."""
+    """The baseline dict of ``results`` with the numbers of ``summary`` (computed with intervals if not given),
+    as stored: plain Python, NaN as None."""
     from fairseg_bench import __version__
 
     summary = summary if summary is not None else _summary(results)
-    return {"schema_version": SCHEMA_VERSION, "kind": KIND, "unit": "percent", "reference": summary.reference,
-            "fraction": summary.fraction, **identity(results), "fairseg_bench": __version__,
-            "methods": {m: method_record(summary, m) for m in summary.methods}}
+    return jsonable({"schema_version": SCHEMA_VERSION, "kind": KIND, "unit": "percent", "reference": summary.reference,
+                     "fraction": summary.fraction, **identity(results), "fairseg_bench": __version__,
+                     "methods": {m: method_record(summary, m) for m in summary.methods}})
 
 
 def _summary(results: Results) -> Summary:

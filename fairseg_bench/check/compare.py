@@ -46,7 +46,7 @@ def _pp(x: float, sign: bool = True) -> str:
     return f"{x:+.2f}" if sign else f"{x:.2f}"
 
 
-def _value(x: float) -> str:
+def _percent_text(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.2f}"
 
 
@@ -84,7 +84,8 @@ class Comparison:
 
     def line(self) -> str:
         """One console line for a failure."""
-        return (f"REGRESSION {self.method} {self.label}: {_value(self.baseline)} -> {_value(self.current)} "
+        return (f"REGRESSION {self.method} {self.label}: "
+                f"{_percent_text(self.baseline)} -> {_percent_text(self.current)} "
                 f"({_pp(self.delta)} pp, allowed {_pp(self.allowed, sign=False)} pp "
                 f"{'drop' if self.higher_is_better else 'rise'})")
 
@@ -177,7 +178,7 @@ def _check_compatible(ours: dict, baseline: dict) -> None:
         raise UserError(f"baseline class set ({len(theirs)} classes) differs from the runs' ({len(classes)}): {detail}")
 
 
-def _number(x) -> float:
+def _none_to_nan(x) -> float:
     return math.nan if x is None else float(x)
 
 
@@ -198,13 +199,13 @@ def _compare_method(result: CheckResult, method: str, base: dict, cur: dict, tol
         if metric not in base["fairness"]:
             result.notes.append(f"{method}: {metric} missing from the baseline, not compared")
             continue
-        b, c = _number(base["fairness"][metric]), _number(cur["fairness"][metric])
+        b, c = _none_to_nan(base["fairness"][metric]), _none_to_nan(cur["fairness"][metric])
         widen = _widening(result.rule, base, cur, "fairness", metric)
         fallback |= widen is None and result.rule == "spread"
         allowed = max(tol[metric].allowed(b) if math.isfinite(b) else 0.0, widen or 0.0)
         result.rows.append(Comparison(method, metric, "fairness", b, c, allowed, metric not in LOWER_IS_BETTER))
     for name in base["iou"]:
-        b, c = _number(base["iou"][name]), _number(cur["iou"].get(name))
+        b, c = _none_to_nan(base["iou"][name]), _none_to_nan(cur["iou"].get(name))
         widen = _widening(result.rule, base, cur, "iou", name)
         row = Comparison(method, name, "class", b, c, max(class_tol.allowed(b) if math.isfinite(b) else 0.0,
                                                           widen or 0.0), True)
@@ -223,11 +224,11 @@ def _widening(rule: str, base: dict, cur: dict, kind: str, key: str) -> float | 
         return None
     if rule == "spread":
         per_seed = f"{kind}_per_seed"
-        values = lambda rec: [_number(v) for v in rec[per_seed].get(key, [])]  # noqa: E731
+        values = lambda rec: [_none_to_nan(v) for v in rec[per_seed].get(key, [])]  # noqa: E731
         return spread_halfwidth(values(base), values(cur))
     if not base.get("ci_halfwidth"):
         raise UserError("the baseline has no intervals; rewrite it with --update from runs that store per_image counts")
     if not cur.get("ci_halfwidth"):
         raise UserError("rule ci needs per_image counts in every run's metrics.json")
-    wb, wc = _number(base["ci_halfwidth"][kind].get(key)), _number(cur["ci_halfwidth"][kind].get(key))
+    wb, wc = _none_to_nan(base["ci_halfwidth"][kind].get(key)), _none_to_nan(cur["ci_halfwidth"][kind].get(key))
     return float(math.hypot(wb, wc)) if math.isfinite(wb) and math.isfinite(wc) else None

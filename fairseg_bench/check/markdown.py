@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from fairseg_bench.check.baseline import short_hash
-from fairseg_bench.check.compare import CheckResult, Comparison, _pp, _value
+from fairseg_bench.check.compare import CheckResult, Comparison, _percent_text, _pp
 
 
 def _status(row: Comparison) -> str:
@@ -21,8 +21,8 @@ def _table(rows: list[Comparison], first: str) -> list[str]:
     ]
     for r in rows:
         lines.append(
-            f"| {r.method} | {r.metric} | {'↑' if r.higher_is_better else '↓'} | {_value(r.baseline)} "
-            f"| {_value(r.current)} "
+            f"| {r.method} | {r.metric} | {'↑' if r.higher_is_better else '↓'} | {_percent_text(r.baseline)} "
+            f"| {_percent_text(r.current)} "
             f"| {_pp(r.delta)} | {_pp(r.allowed, sign=False)} | {_status(r)} |"
         )
     return lines

@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass
 
 from fairseg_bench.errors import UserError
-from fairseg_bench.results.summary import BOUNDARY_KEYS, FAIRNESS_KEYS, GROUP_GATED, IMAGE_KEYS
+from fairseg_bench.results.summary import BOUNDARY_KEYS, FAIRNESS_COLUMNS, GROUP_GATED, IMAGE_KEYS
 
 LOWER_IS_BETTER = ("std", "gap", "cov", "gini")
-METRICS = tuple(FAIRNESS_KEYS)
+METRICS = tuple(FAIRNESS_COLUMNS)
 #: keys gated only where both the baseline and the runs have them (per-image counts, Boundary IoU, groups)
 OPTIONAL = tuple(IMAGE_KEYS) + tuple(BOUNDARY_KEYS) + tuple(GROUP_GATED)
 #: every gated key: the fairness metrics, and the optional ones where both sides have them

@@ -5,14 +5,14 @@ import sys
 
 import click
 
+from fairseg_bench.cli.options import data_root_option, workers_option
 from fairseg_bench.data import DATASETS, available_datasets, dataset_info
 
 
 @click.group("datasets", invoke_without_command=True)
-@click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Check whether this folder is a valid root for each dataset that needs one.")
+@data_root_option("Check whether this folder is a valid root for each dataset that needs one.")
 @click.pass_context
-def datasets(ctx, root):
+def datasets(ctx, data_root):
     """List the datasets with their class counts and expected layouts."""
     if ctx.invoked_subcommand is not None:
         return
@@ -20,21 +20,21 @@ def datasets(ctx, root):
         info = DATASETS[name]
         click.echo(f"{name:<11} {info.num_classes:>4} classes  {info.description}")
         click.echo(f"{'':<11} layout: {info.layout}")
-        if root is not None and info.needs_root:
-            problem = info.check_root(root)
-            click.echo(f"{'':<11} --root {root}: {'valid' if problem is None else 'invalid: ' + problem}")
+        if data_root is not None and info.needs_root:
+            problem = info.check_root(data_root)
+            click.echo(f"{'':<11} --data-root {data_root}: {'valid' if problem is None else 'invalid: ' + problem}")
 
 
 @datasets.command("index")
 @click.option("--dataset", "name", required=True, type=click.Choice(available_datasets()), help="Dataset name.")
-@click.option("--root", type=click.Path(file_okay=False), default=None, help="Data root (real datasets).")
+@data_root_option("Dataset folder (real datasets).")
 @click.option("--split", default="train", show_default=True, help="Split to index.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Cache folder [default: $FAIRSEG_BENCH_CACHE or .cache/fairseg-bench].")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Worker processes.")
+@workers_option(0, "0")
 @click.option("--num-images", type=click.IntRange(min=1), default=None, help="Synthetic only: number of images.")
 @click.option("--seed", type=int, default=None, help="Synthetic only: generator seed.")
-def index(name, root, split, cache_dir, workers, num_images, seed):
+def index(name, data_root, split, cache_dir, workers, num_images, seed):
     """Build (or reuse) the class-index cache and print each class's pixel and image share."""
     from fairseg_bench.data import build_dataset
     from fairseg_bench.data.index import build_class_index, cache_path, default_cache_dir
@@ -44,7 +44,7 @@ def index(name, root, split, cache_dir, workers, num_images, seed):
         if dataset_info(name).needs_root:
             raise click.UsageError("--num-images and --seed apply to the synthetic dataset only")
         options = {k: v for k, v in {"num_images": num_images, "seed": seed}.items() if v is not None}
-    dataset = build_dataset(name, root=root, split=split, **options)
+    dataset = build_dataset(name, root=data_root, split=split, **options)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     class_index = build_class_index(dataset, cache_dir=cache_dir, workers=workers, progress=sys.stderr.isatty())
     click.echo(f"{dataset.name} {split}: {class_index.num_images} images, cache {cache_path(dataset, cache_dir)}")

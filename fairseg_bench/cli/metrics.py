@@ -23,7 +23,7 @@ from fairseg_bench.results.read import SCALES
 @click.option("--scale", default="auto", show_default=True, type=click.Choice(SCALES),
               help="Unit of IoU numbers in tables (auto: fractions if none exceeds 1).")
 @click.option("--table", "which", default="both", show_default=True, type=click.Choice(TABLES), help="Which table.")
-@click.option("--split", is_flag=True, help="Per-class table in two halves, as the paper prints it.")
+@click.option("--two-rows", is_flag=True, help="Per-class table in two rows of classes, as the paper prints it.")
 @click.option("--digits", default=2, show_default=True, type=click.IntRange(0, 10), help="Decimals in md/latex.")
 @click.option("--latex-env", default="table", show_default=True, type=click.Choice(LATEX_ENVIRONMENTS),
               help="LaTeX float (table* spans both columns of a two-column paper).")
@@ -31,7 +31,7 @@ from fairseg_bench.results.read import SCALES
               help="Instead: the mIoU and per-class IoU that torchmetrics, mmsegmentation, Hugging Face, detectron2 "
                    "and cityscapesScripts would report from the same counts (needs confusion matrices; md or json).")
 def metrics(files, reference, fraction, strict, mixed_configs, labels, class_order, classes, groups, fmt, scale,
-            which, split, digits, latex_env, compare_tools=False):
+            which, two_rows, digits, latex_env, compare_tools=False):
     """Per-class IoU (Table 1) and fairness metrics (Table 3) of the methods in FILES.
 
     FILES: run folders (every metrics.json below them), metrics.json files, wide CSVs (a 'method'
@@ -51,5 +51,5 @@ def metrics(files, reference, fraction, strict, mixed_configs, labels, class_ord
         return click.echo(render_comparison(results, digits=digits, fmt=fmt), nl=False)
     summary = summarize(results, reference, fraction=fraction, n_boot=0, strict=strict, groups=groups)
     echo_warnings(summary)
-    click.echo(render_summary(summary, fmt, which=which, split=split, digits=digits, labels=labels,
+    click.echo(render_summary(summary, fmt, which=which, two_rows=two_rows, digits=digits, labels=labels,
                               class_order=class_order, latex_environment=latex_env), nl=False)

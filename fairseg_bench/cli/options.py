@@ -1,8 +1,11 @@
-"""Options shared by ``metrics``, ``report`` and ``check``: one spelling, one meaning everywhere."""
+"""Options shared by several commands: one spelling, one parser, one meaning everywhere."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
+from fairseg_bench.errors import UserError
 from fairseg_bench.report.tables import CLASS_ORDERS
 
 
@@ -41,14 +44,11 @@ def echo_warnings(summary) -> None:
         click.echo(f"warning: {line}", err=True)
 
 
-def _classes(ctx, param, value):
-    """``--classes``: a dataset name stays a name; a file becomes its class names (one a line)."""
-    from pathlib import Path
-
+def _class_names(value: str) -> list[str] | str:
+    """``--classes FILE|DATASET``: a dataset name stays a name; a file becomes its class names (one a line)."""
     from fairseg_bench.data.label_sets import DATASET_CLASSES
-    from fairseg_bench.errors import UserError
 
-    if value is None or value in DATASET_CLASSES:
+    if value in DATASET_CLASSES:
         return value
     path = Path(value)
     if not path.is_file():
@@ -60,14 +60,41 @@ def _classes(ctx, param, value):
     return names
 
 
+def _classes(ctx, param, value):
+    return None if value is None else _class_names(value)
+
+
 def classes_option(func):
     """``--classes FILE|DATASET`` for result files of other tools."""
     return click.option("--classes", "classes", default=None, metavar="FILE|DATASET", callback=_classes,
                         help="Class names (a file, one a line) or a dataset (cityscapes, ade20k, voc, camvid) for "
-                             "other "
-                             "tools' result files: a Hugging Face mean_iou file names no classes; mmsegmentation "
-                             "and detectron2 names must match them.")(func)
+                             "other tools' result files: a Hugging Face mean_iou file names no classes; "
+                             "mmsegmentation and detectron2 names must match them.")(func)
 
+
+def _class_file(ctx, param, value):
+    """``evaluate --classes FILE``: checked as every ``--classes`` is, kept as the file the evaluation reads."""
+    if value is not None and isinstance(_class_names(value), str):
+        raise UserError(f"--classes {value}: a dataset's labels are read with --dataset {value}; "
+                        "--classes takes the class file of any other label folder")
+    return value
+
+
+def class_file_option(**attrs):
+    """``--classes FILE``: the class names of a generic label folder (``evaluate --labels``)."""
+    return click.option("--classes", "classes", default=None, metavar="FILE", callback=_class_file, **attrs)
+
+
+def workers_option(default: int | None, default_text: str, **attrs):
+    """``--workers N``: N worker processes share the work, 0 = all of it in this process."""
+    return click.option("--workers", type=click.IntRange(min=0), default=default, metavar="N",
+                        help=f"Worker processes; 0 = in this process [default: {default_text}].", **attrs)
+
+
+def data_root_option(help_text: str):
+    """``--data-root`` (``--root`` the same): a dataset's folder, one name in every command."""
+    return click.option("--data-root", "--root", "data_root", type=click.Path(file_okay=False), default=None,
+                        help=help_text)
 
 
 def _groups(ctx, param, value):

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = ["fairness_metrics", "reference_order", "cut_ties", "sorted_group_range", "FAIRNESS_KEYS", "PAPER_KEYS",
-           "UNITLESS_KEYS"]
+           "COUNT_KEYS", "UNITLESS_KEYS"]
 
 #: The keys of Table 3 of the paper, in its column order (plus ``miou`` first).
 PAPER_KEYS = (
@@ -47,8 +47,10 @@ PAPER_KEYS = (
     "worst",
     "std",
 )
+#: What the metrics were computed over (the classes with an IoU, the size of a sorted group): counts, not metrics.
+COUNT_KEYS = ("n_classes", "k")
 #: Every key ``fairness_metrics`` returns, in a stable order.
-FAIRNESS_KEYS = PAPER_KEYS + ("best", "gap", "cov", "gini", "n_classes", "k")
+FAIRNESS_KEYS = PAPER_KEYS + ("best", "gap", "cov", "gini") + COUNT_KEYS
 #: Keys that are not IoUs (no percent/fraction scale).
 UNITLESS_KEYS = ("cov", "gini", "n_classes", "k")
 

@@ -1,4 +1,8 @@
-"""Fairness across images: image-level IoU statistics from per-image TP/FP/FN (numpy only).
+"""Fairness across images: per-image TP/FP/FN, and image-level IoU statistics from them (numpy only).
+
+The counts come from confusion matrices with a void column (:func:`tp_fp_fn`) or from class-id
+maps (:func:`image_stats`); every per-image number of the harness (records, tables, figures) is
+one of the functions below.
 
 Wang et al., "Revisiting Evaluation Metrics for Semantic Segmentation: Optimization and
 Evaluation of Fine-grained Intersection over Union", NeurIPS 2023 Datasets & Benchmarks, with
@@ -24,10 +28,52 @@ import math
 
 import numpy as np
 
-__all__ = ["per_image_class_iou", "image_miou", "worst_mean", "class_image_iou", "image_level_metrics",
-           "WORST_PERCENTS"]
+__all__ = ["tp_fp_fn", "image_stats", "per_image_class_iou", "image_miou", "worst_mean", "class_image_iou",
+           "image_level_metrics", "WORST_PERCENTS"]
 
 WORST_PERCENTS = (5, 10)
+
+
+def tp_fp_fn(matrix) -> np.ndarray:
+    """True positives, false positives and false negatives of confusion matrices with a void column.
+
+    Rows are ground truth, columns predictions; column K counts predictions of no class (void),
+    false negatives of their row's class and false positives of none, as cityscapesScripts counts them.
+
+    Shape:
+        matrix ``(..., K, K + 1)`` -> ``(..., 3, K)`` (TP, FP, FN).
+
+    Example:
+        >>> tp_fp_fn([[3, 1, 2], [0, 4, 0]]).tolist()
+        [[3, 4], [0, 1], [3, 0]]
+    """
+    matrix = np.asarray(matrix)
+    k = matrix.shape[-2]
+    counted = matrix[..., :k]
+    tp = np.diagonal(counted, axis1=-2, axis2=-1)
+    return np.stack([tp, counted.sum(-2) - tp, matrix.sum(-1) - tp], axis=-2)
+
+
+def image_stats(target, prediction, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """Per-image TP, FP and FN of class-id maps; ignored target pixels count nowhere, and a prediction
+    outside ``[0, K)`` is void (a false negative of its pixel's class, a false positive of none).
+
+    Shape:
+        target, prediction ``(N, H, W)`` -> ``(N, 3, K)``.
+
+    Example:
+        >>> image_stats([[[0, 1, 255]]], [[[0, 0, 1]]], 2)[0].tolist()
+        [[1, 0], [1, 0], [0, 1]]
+    """
+    target, prediction = np.asarray(target, np.int64), np.asarray(prediction, np.int64)
+    k, n = int(num_classes), target.shape[0]
+    valid = target != ignore_index
+    if ((target[valid] < 0) | (target[valid] >= k)).any():
+        raise ValueError(f"target values must lie in [0, {k}) or be the ignore index {ignore_index}")
+    column = np.where((prediction >= 0) & (prediction < k), prediction, k)
+    cell = (np.arange(n).reshape(-1, *[1] * (target.ndim - 1)) * k + target) * (k + 1) + column
+    matrices = np.bincount(cell[valid], minlength=n * k * (k + 1)).reshape(n, k, k + 1)
+    return tp_fp_fn(matrices)
 
 
 def _stats(tp, fp, fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

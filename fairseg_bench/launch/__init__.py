@@ -1,6 +1,6 @@
 """Launchers: the runs of a sweep as separate processes, on this machine or on a Slurm cluster.
 
-Every launcher runs the same thing for one (loss, seed): :func:`fairseg_bench.runner.train_single`,
+Every launcher runs the same thing for one (loss, seed): :func:`fairseg_bench.runner.run_task`,
 which trains in the run's folder, resumes from ``last.pt`` and takes the run's lock, exactly as
 ``fairseg-bench train`` does. What differs is who starts it:
 

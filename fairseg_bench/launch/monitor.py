@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairseg_bench.run_status import read_status
+from fairseg_bench.run_status import is_finished, read_status
 
 
 def log(message: str) -> None:
@@ -62,7 +62,7 @@ class Progress:
 
     def ended(self, spec: RunSpec, failure: Failure | None, seconds: float | None = None) -> None:
         self.finished += 1
-        if failure is None and not (spec.run_dir / "metrics.json").is_file():
+        if failure is None and not is_finished(spec.run_dir):
             self.line(spec, "skipped: another process holds it (see its log)")
         elif failure is None:
             took = f" in {seconds:.0f} s" if seconds is not None else ""

@@ -49,12 +49,12 @@ class RunTask(Checkpointable):
 
     def __call__(self, loss: str, seed: int) -> str:
         from fairseg_bench.config import load_config
-        from fairseg_bench.runner import train_single
+        from fairseg_bench.runner import run_task
 
         os.chdir(self.cwd)
         self._set_threads()
         self._export_distributed()
-        return str(train_single(load_config(self.config_file), loss, seed))
+        return str(run_task(load_config(self.config_file), loss, seed))
 
     def _set_threads(self) -> None:
         if self.threads:

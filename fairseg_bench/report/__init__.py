@@ -268,7 +268,7 @@ def console_tables(paths, reference: str | None = None, groups=None) -> tuple[st
     from fairseg_bench.results.summary import summarize
 
     summary = summarize(read_results(paths), reference, n_boot=0, groups=groups)
-    return render_summary(summary, "md", split=True), list(summary.warnings)
+    return render_summary(summary, "md", two_rows=True), list(summary.warnings)
 
 
 def print_tables(paths, reference: str | None = None, groups=None) -> None:

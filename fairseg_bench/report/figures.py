@@ -18,7 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
+from fairseg_bench.core.image_metrics import image_miou, image_stats
 from fairseg_bench.results.read import Result, Results
+from fairseg_bench.results.run_files import read_history, read_samples
 from fairseg_bench.results.summary import MIOU, Summary
 
 DPI = 100
@@ -262,15 +264,9 @@ def _span(value, low, high):
 
 # --- figures from run folders ---------------------------------------------------------------
 
-def _read_history(run: Result) -> pd.DataFrame | None:
-    folder = run.folder
-    path = None if folder is None else folder / "history.csv"
-    if path is None or not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
+def _history(run: Result) -> pd.DataFrame | None:
+    """The run's ``history.csv``, or None (no file, or a result without a run folder)."""
+    return None if run.folder is None else read_history(run.folder)
 
 
 def _first_seed_runs(data: Results, methods: list[str]) -> list[Result]:
@@ -293,7 +289,7 @@ def plot_sampler_weights(data: Results, methods: list[str], labels: dict | None 
     """
     rows = []
     for run in _first_seed_runs(data, methods):
-        history = _read_history(run)
+        history = _history(run)
         weights = [c for c in history.columns if c.startswith("w_")] if history is not None else []
         sampler = run.record.get("sampler") or {}
         if weights or sampler.get("draw_histogram"):
@@ -351,7 +347,7 @@ def _draw_shares(ax, sampler: dict, classes: list[str], colours) -> None:
 
 def plot_training_curves(data: Results, summary: Summary, labels: dict | None = None) -> Figure | None:
     """Training loss (smoothed, one line per seed) and learning rate of every method."""
-    histories = {m: [(r.seed, _read_history(r)) for r in data.runs_of(m)] for m in summary.methods}
+    histories = {m: [(r.seed, _history(r)) for r in data.runs_of(m)] for m in summary.methods}
     histories = {m: [(s, h) for s, h in hs if h is not None and {"step", "loss"} <= set(h.columns)]
                  for m, hs in histories.items()}
     histories = {m: hs for m, hs in histories.items() if hs}
@@ -388,15 +384,9 @@ def plot_training_curves(data: Results, summary: Summary, labels: dict | None = 
     return fig
 
 
-def _load_samples(run: Result) -> dict[str, np.ndarray] | None:
-    folder = run.folder
-    path = None if folder is None else folder / "samples.npz"
-    if path is None or not path.is_file():
-        return None
-    with np.load(path) as npz:
-        if not {"image", "target", "pred"} <= set(npz.files):
-            return None
-        return {k: npz[k] for k in ("image", "target", "pred")}
+def _samples(run: Result) -> dict[str, np.ndarray] | None:
+    """The run's ``samples.npz`` arrays, or None (no file, or a result without a run folder)."""
+    return None if run.folder is None else read_samples(run.folder)
 
 
 def _colourise(label: np.ndarray, palette: np.ndarray, ignore_index: int) -> np.ndarray:
@@ -407,30 +397,25 @@ def _colourise(label: np.ndarray, palette: np.ndarray, ignore_index: int) -> np.
     return lut[label.astype(np.uint8)]
 
 
-def _sample_miou(target: np.ndarray, pred: np.ndarray, k: int, ignore_index: int) -> float:
-    """Mean IoU over the classes present in one sample's ground truth or prediction (valid pixels)."""
-    valid = target != ignore_index
-    t, p = target[valid].astype(np.int64), pred[valid].astype(np.int64)
-    cm = np.bincount(t * k + np.minimum(p, k - 1), minlength=k * k).reshape(k, k)
-    tp = np.diag(cm)
-    union = cm.sum(0) + cm.sum(1) - tp
-    return float(np.mean(tp[union > 0] / union[union > 0])) if (union > 0).any() else math.nan
-
-
 def select_samples(targets: np.ndarray, preds: dict[str, np.ndarray], k: int, ignore_index: int, n: int) -> list[int]:
-    """The ``n`` samples where the methods' per-sample mIoU differ most (range over methods)."""
-    spread = []
-    for s in range(targets.shape[0]):
-        scores = [_sample_miou(targets[s], p[s], k, ignore_index) for p in preds.values()]
-        spread.append(np.nanmax(scores) - np.nanmin(scores) if not all(map(math.isnan, scores)) else -1.0)
-    return [int(i) for i in np.argsort(-np.asarray(spread), kind="stable")[:n]]
+    """The ``n`` samples where the methods' per-image mIoU (:func:`~fairseg_bench.core.image_metrics.image_miou`,
+    the definition of the image-level tables) differ most: the range over methods, samples without a
+    valid pixel last.
+
+    Shape:
+        targets ``(S, H, W)``; each of ``preds`` ``(S, H, W)``.
+    """
+    scores = np.stack([image_miou(*np.moveaxis(image_stats(targets, p, k, ignore_index), 1, 0))
+                       for p in preds.values()])  # (methods, S); NaN for every method alike
+    spread = np.nan_to_num(scores.max(0) - scores.min(0), nan=-1.0)
+    return [int(i) for i in np.argsort(-spread, kind="stable")[:n]]
 
 
 def plot_qualitative(data: Results, summary: Summary, labels: dict | None = None, n: int = 4) -> Figure | None:
     """Figure 1's grid: image | ground truth | each method, for the samples where methods differ most."""
     samples = {}
     for run in _first_seed_runs(data, summary.methods):
-        loaded = _load_samples(run)
+        loaded = _samples(run)
         if loaded is not None:
             samples[run.method] = (run, loaded)
     if not samples:

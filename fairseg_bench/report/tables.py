@@ -1,8 +1,8 @@
 """The one renderer: every table of every command, from a :class:`~fairseg_bench.results.summary.Summary`.
 
 - Table 1: per-class IoU (%) of every method, classes sorted by the reference (or in the
-  dataset's order), optionally split in two rows as in the paper, best value per class in bold;
-  with several seeds ``mean ± std``; ``†`` where the paired bootstrap interval of the difference
+  dataset's order), in two rows of classes as in the paper (``two_rows``), best value per class
+  in bold; with several seeds ``mean ± std``; ``†`` where the paired bootstrap interval of the difference
   against the reference excludes 0.
 - Table 1 Δ: the differences against the reference (percentage points).
 - Table 2: every method against published rows, sorted by the first of them.
@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from fairseg_bench.errors import UserError
+from fairseg_bench.results import jsonable
 from fairseg_bench.results.summary import (
     BOUNDARY_KEYS,
-    FAIRNESS_KEYS,
+    FAIRNESS_COLUMNS,
     GROUP_KEYS,
     IMAGE_KEYS,
     MIOU,
@@ -139,7 +140,7 @@ class Table:
     decimals: int = 2
     labels: dict[str, str] = field(default_factory=dict)  # display names of the methods
 
-    def _number(self, value, signed: bool) -> str:
+    def _cell_text(self, value, signed: bool) -> str:
         if value is None or not math.isfinite(value):
             return DASH
         text = format_number(value, self.decimals)
@@ -151,10 +152,10 @@ class Table:
         out = pd.DataFrame("", index=part.mean.index, columns=part.mean.columns, dtype=object)
         for r in range(part.mean.shape[0]):
             for c in range(part.mean.shape[1]):
-                text = self._number(part.mean.iat[r, c], part.signed)
+                text = self._cell_text(part.mean.iat[r, c], part.signed)
                 std = None if part.std is None else part.std.iat[r, c]
                 if text != DASH and std is not None and math.isfinite(std):
-                    text += pm + self._number(std, False)
+                    text += pm + self._cell_text(std, False)
                 mark = "" if part.marks is None else part.marks.iat[r, c]
                 out.iat[r, c] = text + (mark if text != DASH else "")
         out.index = [self.labels.get(m, m) for m in out.index]
@@ -289,27 +290,27 @@ def _marks(significant: pd.DataFrame) -> pd.DataFrame:
     return significant.replace({True: DAGGER, False: ""}).astype(object)
 
 
-def table1(summary: Summary, *, decimals: int = 2, split: bool = True, class_order: str = "reference",
+def table1(summary: Summary, *, decimals: int = 2, two_rows: bool = True, class_order: str = "reference",
            labels: dict | None = None) -> Table:
     """Per-class IoU (%) and mIoU, best value per column in bold."""
     columns = _columns(summary, class_order)
     marks = _marks(summary.significant[columns])
     parts = [Part(summary.iou[c], summary.iou_std[c], marks[c], best_mask(summary.iou[c], decimals))
-             for c in split_columns(columns, 2 if split else 1)]
+             for c in split_columns(columns, 2 if two_rows else 1)]
     notes = _seed_note(summary) + ([_dagger_note(summary)] if marks.eq(DAGGER).any().any() else []) + summary.notes
     order = f"sorted by {summary.reference}" if class_order == "reference" else "in the dataset's order"
     return Table("table1", f"Table 1: per-class IoU (%), classes {order}.", parts, summary.iou[columns],
                  notes, decimals=decimals, labels=labels or {})
 
 
-def table1_delta(summary: Summary, *, decimals: int = 2, split: bool = True, class_order: str = "reference",
+def table1_delta(summary: Summary, *, decimals: int = 2, two_rows: bool = True, class_order: str = "reference",
                  labels: dict | None = None) -> Table:
     """Differences (percentage points) against the reference, per class, with the † mark."""
     columns = _columns(summary, class_order)
     others = [m for m in summary.methods if m != summary.reference]
     delta = summary.delta.loc[others, columns]
     marks = _marks(summary.significant.loc[others, columns])
-    parts = [Part(delta[c], marks=marks[c], signed=True) for c in split_columns(columns, 2 if split else 1)]
+    parts = [Part(delta[c], marks=marks[c], signed=True) for c in split_columns(columns, 2 if two_rows else 1)]
     if summary.delta_low.loc[others].notna().any().any():
         notes = [_dagger_note(summary), "Differences of the seed means; their intervals are in the CSV."]
     else:
@@ -330,7 +331,7 @@ def _long_frame(summary: Summary, columns: list[str]) -> pd.DataFrame:
     return long
 
 
-def table2(summary: Summary, against: pd.DataFrame, *, decimals: int = 2, split: bool = True,
+def table2(summary: Summary, against: pd.DataFrame, *, decimals: int = 2, two_rows: bool = True,
            labels: dict | None = None) -> Table:
     """Every method against the rows of ``against`` (IoU % per class), sorted by its first row."""
     against = against[summary.classes].astype(float)
@@ -342,7 +343,7 @@ def table2(summary: Summary, against: pd.DataFrame, *, decimals: int = 2, split:
     std = pd.concat([pd.DataFrame(np.nan, index=rows.index, columns=columns), summary.iou_std[columns]])
     mean.index.name = std.index.name = "method"
     parts = [Part(mean[c], std[c], bold=best_mask(mean[c], decimals))
-             for c in split_columns(columns, 2 if split else 1)]
+             for c in split_columns(columns, 2 if two_rows else 1)]
     return Table("table2", f"Table 2: per-class IoU (%), sorted by {against.index[0]}.", parts, mean,
                  _seed_note(summary), decimals=decimals, labels=labels or {})
 
@@ -506,7 +507,7 @@ def group_tables(summary: Summary, *, decimals: int = 2, labels: dict | None = N
         fair = [((g, name), group_column(k, g), h) for g in group.groups for name, k, h in GROUP_FAIRNESS]
         part = _group_part(group, [c for c, _, _ in fair], [k for _, k, _ in fair], [h for _, _, h in fair], decimals,
                            summary.reference)
-        fair_keys = [group_column(k, g) for g in group.groups for k in FAIRNESS_KEYS[1:]]
+        fair_keys = [group_column(k, g) for g in group.groups for k in FAIRNESS_COLUMNS[1:]]
         tables.append(Table(f"table_groups_{safe}_fairness", f"Fairness across classes within each {attribute} (%).",
                             [part], _block_csv(block, fair_keys),
                             [f"Table 3's metrics computed within each group, the classes ranked by "
@@ -524,39 +525,34 @@ def group_tables(summary: Summary, *, decimals: int = 2, labels: dict | None = N
 
 
 # --------------------------------------------------------------------------- numbers out
-def _plain(value):
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
 def summary_json(summary: Summary, which: str = "both") -> str:
-    """Every number of the summary as JSON: per-class IoU and fairness (percent) per method."""
+    """Every number of the summary as JSON (NaN as null): per-class IoU and fairness (percent) per method."""
     methods = {}
     for m in summary.methods:
         entry: dict = {"seeds": int(summary.n_seeds[m])}
         if which in ("both", "per-class"):
-            entry["iou"] = {c: _plain(summary.iou.loc[m, c]) for c in summary.classes}
-            entry["iou_std"] = {c: _plain(summary.iou_std.loc[m, c]) for c in summary.classes}
-            entry["miou"] = _plain(summary.iou.loc[m, MIOU])
+            entry["iou"] = {c: summary.iou.loc[m, c] for c in summary.classes}
+            entry["iou_std"] = {c: summary.iou_std.loc[m, c] for c in summary.classes}
+            entry["miou"] = summary.iou.loc[m, MIOU]
         if which in ("both", "fairness"):
-            entry["fairness"] = {k: _plain(summary.fairness.loc[m, k]) for k in FAIRNESS_KEYS}
-            entry["fairness_std"] = {k: _plain(summary.fairness_std.loc[m, k]) for k in FAIRNESS_KEYS}
+            entry["fairness"] = {k: summary.fairness.loc[m, k] for k in FAIRNESS_COLUMNS}
+            entry["fairness_std"] = {k: summary.fairness_std.loc[m, k] for k in FAIRNESS_COLUMNS}
             if summary.has_image_level:
                 image = summary.blocks["image"]
-                entry["image_level"] = {k: _plain(image.mean.loc[m, k]) for k in IMAGE_KEYS}
-                entry["image_level_std"] = {k: _plain(image.std.loc[m, k]) for k in IMAGE_KEYS}
+                entry["image_level"] = {k: image.mean.loc[m, k] for k in IMAGE_KEYS}
+                entry["image_level_std"] = {k: image.std.loc[m, k] for k in IMAGE_KEYS}
             if summary.has_boundary:
                 edge = summary.blocks["boundary"]
-                entry["boundary_iou"] = {c: _plain(edge.mean.loc[m, c]) for c in summary.classes}
-                entry["boundary"] = {k: _plain(edge.mean.loc[m, k]) for k in BOUNDARY_KEYS}
+                entry["boundary_iou"] = {c: edge.mean.loc[m, c] for c in summary.classes}
+                entry["boundary"] = {k: edge.mean.loc[m, k] for k in BOUNDARY_KEYS}
             if summary.groups:
-                entry["groups"] = {a: {c: _plain(g.block.mean.loc[m, c]) for c in g.block.mean.columns}
+                entry["groups"] = {a: {c: g.block.mean.loc[m, c] for c in g.block.mean.columns}
                                    for a, g in summary.groups.items()}
         methods[m] = entry
     out = {"unit": "percent (cov and gini x100)", "reference": summary.reference, "fraction": summary.fraction,
            "k": summary.k, "classes": summary.classes, "dropped_classes": summary.dropped, "notes": summary.notes,
            "methods": methods}
-    return json.dumps(out, indent=1) + "\n"
+    return json.dumps(jsonable(out), indent=1) + "\n"
 
 
 def summary_csv(summary: Summary, which: str = "both", class_order: str = "reference") -> str:
@@ -566,7 +562,7 @@ def summary_csv(summary: Summary, which: str = "both", class_order: str = "refer
         columns = _columns(summary, class_order)
         parts.append(summary.iou[columns if which == "per-class" else columns[:-1]])
     if which in ("both", "fairness"):
-        parts.append(summary.fairness[list(FAIRNESS_KEYS)])
+        parts.append(summary.fairness[list(FAIRNESS_COLUMNS)])
         if summary.has_image_level:
             parts.append(summary.blocks["image"].mean[list(IMAGE_KEYS)])
         if summary.has_boundary:
@@ -583,7 +579,7 @@ OUTPUT_FORMATS = ("md", "latex", "csv", "json")
 TABLES = ("both", "per-class", "fairness")
 
 
-def render_summary(summary: Summary, fmt: str = "md", *, which: str = "both", split: bool = False, digits: int = 2,
+def render_summary(summary: Summary, fmt: str = "md", *, which: str = "both", two_rows: bool = False, digits: int = 2,
                    labels: dict | None = None, class_order: str = "reference",
                    latex_environment: str = "table") -> str:
     """Table 1 and/or Table 3 of a summary in one format: what ``metrics``, ``run`` and ``evaluate`` print."""
@@ -597,7 +593,7 @@ def render_summary(summary: Summary, fmt: str = "md", *, which: str = "both", sp
         return summary_csv(summary, which, class_order)
     tables = []
     if which in ("both", "per-class"):
-        tables.append(table1(summary, decimals=digits, split=split, class_order=class_order, labels=labels))
+        tables.append(table1(summary, decimals=digits, two_rows=two_rows, class_order=class_order, labels=labels))
     if which in ("both", "fairness"):
         tables.append(table3(summary, decimals=digits, labels=labels))
         if summary.has_image_level:

@@ -1,19 +1,25 @@
-"""The one results schema: atomic writes, validated reads, and loading runs into pandas.
+"""The one results schema: the record's keys, atomic writes, validated reads, and one result in memory.
 
-A run folder ``<out>/<experiment>/<label>-s<seed>/`` holds ``config.yaml`` (the resolved
-config), ``last.pt``, ``history.csv`` and ``metrics.json``. ``metrics.json`` is the only file
-reports and the CI gate read; its keys (schema version 1):
+A run folder ``<out>/<experiment>/<label>-s<seed>/`` holds ``config.yaml`` (the resolved config),
+``last.pt``, ``history.csv``, ``samples.npz`` (:mod:`fairseg_bench.results.run_files`) and
+``metrics.json``. ``metrics.json`` is the only file reports and the CI gate read; runs, checkpoint
+evaluations and evaluated prediction folders write it through one builder
+(:func:`fairseg_bench.results.record.build_record`). Its keys (schema version 1):
 
 - ``schema_version`` (int), ``experiment`` (str), ``method`` (the loss's canonical label, e.g.
   ``tce-t1``), ``loss_spec`` (the spec as given), ``seed`` (int), ``config_hash`` (str),
   ``config`` (dict, the resolved config), ``dataset`` (str), ``split`` (str), ``steps`` (int);
-- ``classes`` (list of K names), ``ignore_index`` (int);
+- ``classes`` (list of K names), ``ignore_index`` (int), ``palette`` (K RGB triples);
 - ``confusion_matrix`` (K x K ints; rows ground truth, columns prediction);
+- ``void_predictions`` (K ints, prediction folders only: pixels of each class predicted as no
+  evaluated class; false negatives, inside ``iou``, outside ``confusion_matrix``);
 - ``per_image`` (``{"tp", "fp", "fn"}``, each N_images x K ints), for the bootstrap;
 - ``iou`` (K floats in [0, 1], ``null`` for a class absent from ground truth and prediction),
   ``miou``, ``pixel_accuracy``, ``class_accuracy`` (K floats or null);
 - ``fairness`` (dict, the keys of ``fairness_metrics`` with the run itself as reference,
   IoUs as fractions);
+- ``image_level`` (:func:`fairseg_bench.core.image_metrics.image_level_metrics` of ``per_image``);
+  absent from run records written before it was stored;
 - ``boundary`` (Boundary IoU, Cheng et al. 2021, :mod:`fairseg_bench.core.boundary`):
   ``{"intersection": K ints, "union": K ints, "iou": K floats or null, "per_image":
   {"intersection", "union"} (N_images x K ints each)}``, counted at the default width (2 % of
@@ -22,7 +28,10 @@ reports and the CI gate read; its keys (schema version 1):
   strings}``, e.g. CamVid's ``sequence``, Cityscapes' ``city``): the built-in image groups;
 - ``sampler`` (``{"name", "draw_histogram": K ints, "final_weights": K floats}`` or null);
 - ``timing`` (``{"wall_time_s", "train_images_per_s", "eval_images_per_s"}``);
-- ``environment`` (``{"fairseg_bench", "torch", "python", "device", "git_commit"}``).
+- ``environment`` (``{"fairseg_bench", "torch", "python", "device", "git_commit"}``);
+- runs and checkpoint evaluations: ``precision`` (the precision rule applied); prediction folders:
+  ``source`` (``{"kind": "predictions", "path", "options"}``) and ``files`` (counts of
+  ground-truth images, matched predictions and unmatched prediction files).
 
 IoUs are fractions everywhere in files; tables show percent.
 """
@@ -31,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +53,19 @@ METRICS_FILE = "metrics.json"
 REQUIRED_KEYS = ("schema_version", "experiment", "method", "seed", "classes", "confusion_matrix", "iou")
 
 
-def _jsonable(value):
-    """Numpy scalars/arrays to plain Python; NaN/inf floats to null (JSON has no NaN)."""
+def jsonable(value):
+    """Numpy scalars/arrays to plain Python; NaN/inf floats to null (JSON has no NaN).
+
+    Example:
+        >>> jsonable({"iou": np.array([0.5, np.nan]), "n": np.int64(3)})
+        {'iou': [0.5, None], 'n': 3}
+    """
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -61,72 +75,17 @@ def _jsonable(value):
 
 def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
     """Write ``obj`` as JSON atomically; NaN becomes null."""
-    write_atomic(path, json.dumps(_jsonable(obj), indent=1, allow_nan=False) + "\n")
+    write_atomic(path, json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")
 
 
-def boundary_record(intersection, union) -> dict:
-    """``{"boundary": {...}}`` of per-image Boundary IoU counts ``(N, K)``, or {} when there are none."""
-    if intersection is None or union is None:
-        return {}
-    from fairseg_bench.core.boundary import boundary_iou
-
-    inter, uni = np.asarray(intersection, np.int64), np.asarray(union, np.int64)
-    totals = inter.sum(0), uni.sum(0)
-    return {"boundary": {"intersection": totals[0], "union": totals[1], "iou": boundary_iou(*totals),
-                         "per_image": {"intersection": inter, "union": uni}}}
-
-
-def _floats(values) -> np.ndarray:
-    """List with nulls -> float64 array with NaN."""
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One run's ``metrics.json``, with arrays ready to use."""
-
-    path: Path
-    data: dict
-
-    @property
-    def method(self) -> str:
-        return self.data["method"]
-
-    @property
-    def seed(self) -> int:
-        return int(self.data["seed"])
-
-    @property
-    def experiment(self) -> str:
-        return self.data["experiment"]
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.data["classes"])
-
-    @property
-    def iou(self) -> np.ndarray:
-        """Per-class IoU as fractions, NaN for absent classes. Shape ``(K,)``."""
-        return _floats(self.data["iou"])
-
-    @property
-    def confusion_matrix(self) -> np.ndarray:
-        return np.asarray(self.data["confusion_matrix"], dtype=np.int64)
-
-    def per_image(self) -> dict[str, np.ndarray] | None:
-        """``{"tp", "fp", "fn"}`` arrays of shape ``(N_images, K)``, or None if not stored."""
-        stats = self.data.get("per_image")
-        return None if not stats else {k: np.asarray(v, dtype=np.int64) for k, v in stats.items()}
-
-
-def read_metrics(path: str | os.PathLike) -> RunResult:
-    """Read and validate one ``metrics.json`` (a file or a run folder)."""
+def read_record(path: str | os.PathLike) -> dict:
+    """Read and validate one ``metrics.json`` (a file or a run folder): the record as stored."""
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
     data = read_json(path)
     validate_metrics(path, data)
-    return RunResult(path, data)
+    return data
 
 
 def validate_metrics(path: Path, data: dict) -> None:
@@ -157,26 +116,31 @@ def find_runs(*paths: str | os.PathLike) -> list[Path]:
     return found
 
 
-def load_runs(*paths: str | os.PathLike) -> list[RunResult]:
-    """Load every run at or below ``paths``; all must share one class list."""
-    files = find_runs(*paths)
-    if not files:
-        raise UserError(f"no {METRICS_FILE} found under {', '.join(map(str, paths))}")
-    runs = [read_metrics(f) for f in files]
-    first = runs[0]
-    for run in runs[1:]:
-        if run.classes != first.classes:
-            raise UserError(f"{run.path} has a different class set from {first.path}; compare runs of one dataset")
-    return runs
+@dataclass(frozen=True)
+class Result:
+    """One trained model on one split, as every reader returns it: a run's or an evaluation's record,
+    another tool's result file, or one row of a table (:mod:`fairseg_bench.results.read`)."""
 
+    method: str
+    seed: int | None
+    classes: tuple[str, ...]
+    iou: np.ndarray  # (K,) fractions, NaN for a class absent from ground truth and prediction
+    source: Path
+    confusion_matrix: np.ndarray | None = None  # (K, K), rows ground truth
+    per_image: dict[str, np.ndarray] | None = None  # {"tp", "fp", "fn"}, each (N_images, K)
+    config_hash: str | None = None
+    experiment: str | None = None
+    dataset: str | None = None
+    split: str | None = None
+    record: dict = field(default_factory=dict, repr=False)  # the whole metrics.json ({} otherwise)
+    # Boundary IoU counts: {"intersection", "union"} (K,) and "per_image": {"intersection", "union"} (N, K) or None
+    boundary: dict | None = None
+    image_names: tuple[str, ...] | None = None  # N stems, the order of per_image
+    image_attributes: dict[str, tuple[str, ...]] | None = None  # the records' built-in image groups
+    # (K,) pixels of each class predicted as no evaluated class: false negatives, outside confusion_matrix
+    void_predictions: np.ndarray | None = None
 
-def runs_frame(runs: list[RunResult]):
-    """Long table: one row per (run, class) with columns experiment, method, seed, class, iou."""
-    import pandas as pd
-
-    rows = [
-        {"experiment": r.experiment, "method": r.method, "seed": r.seed, "class": name, "iou": iou}
-        for r in runs
-        for name, iou in zip(r.classes, r.iou)
-    ]
-    return pd.DataFrame(rows)
+    @property
+    def folder(self) -> Path | None:
+        """The run folder, or None for a table row or another tool's file."""
+        return self.source.parent if self.record else None

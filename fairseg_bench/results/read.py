@@ -1,4 +1,5 @@
-"""The one reader: every result file becomes one :class:`Results` (method × seed × class).
+"""The one reader: every result file becomes one :class:`Results` (method × seed × class) of
+:class:`~fairseg_bench.results.Result` s.
 
 Inputs: run folders (every ``metrics.json`` below them), a run's ``metrics.json`` or an
 ``evaluate`` ``metrics-<split>.json``, wide CSVs (``method``, optional ``seed``, one column per
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,9 @@ import numpy as np
 from fairseg_bench.core.fairness import fairness_metrics
 from fairseg_bench.core.iou import mean_iou, per_class_iou
 from fairseg_bench.errors import UserError
-from fairseg_bench.results import find_runs, read_json, validate_metrics
+from fairseg_bench.results import Result, find_runs, read_json, validate_metrics
+from fairseg_bench.results.foreign import FORMATS as FOREIGN_FORMATS
+from fairseg_bench.results.foreign import parse_foreign
 from fairseg_bench.run_status import sweep_rows
 
 SCALES = ("percent", "fraction", "auto")
@@ -41,33 +44,6 @@ SUMMARY_COLUMNS = {"miou", "mean iou", "mean"}
 CONSISTENCY_TOLERANCE = 1e-6
 
 __all__ = ["Result", "Results", "InputFormat", "INPUT_FORMATS", "register_format", "read_results", "SCALES"]
-
-
-@dataclass(frozen=True)
-class Result:
-    """One trained model on one split: a run, an evaluation, or one row of a table."""
-
-    method: str
-    seed: int | None
-    classes: tuple[str, ...]
-    iou: np.ndarray  # (K,) fractions, NaN for a class absent from ground truth and prediction
-    source: Path
-    confusion_matrix: np.ndarray | None = None  # (K, K), rows ground truth
-    per_image: dict[str, np.ndarray] | None = None  # {"tp", "fp", "fn"}, each (N_images, K)
-    config_hash: str | None = None
-    experiment: str | None = None
-    dataset: str | None = None
-    split: str | None = None
-    record: dict = field(default_factory=dict, repr=False)  # the whole metrics.json ({} otherwise)
-    # Boundary IoU counts: {"intersection", "union"} (K,) and "per_image": {"intersection", "union"} (N, K) or None
-    boundary: dict | None = None
-    image_names: tuple[str, ...] | None = None  # N stems, the order of per_image
-    image_attributes: dict[str, tuple[str, ...]] | None = None  # the records' built-in image groups
-
-    @property
-    def folder(self) -> Path | None:
-        """The run folder, or None for a table row."""
-        return self.source.parent if self.record else None
 
 
 @dataclass(frozen=True)
@@ -165,6 +141,7 @@ def _read_run(path: Path, obj: dict, scale: str) -> list[Result]:
     stored = np.array([np.nan if v is None else v for v in obj["iou"]], dtype=np.float64)
     has_counts = cm.sum() > 0  # an all-zero matrix carries no counts: the stored IoUs stand alone
     void = obj.get("void_predictions")  # evaluated prediction folders: predictions of no class (FN)
+    void = None if void is None else np.asarray(void, dtype=np.int64)
     iou = per_class_iou(cm, void=void) if has_counts else stored
     _check_consistent(path, obj, stored, iou)
     per_image = obj.get("per_image") or None
@@ -177,7 +154,7 @@ def _read_run(path: Path, obj: dict, scale: str) -> list[Result]:
         source=path, confusion_matrix=cm if has_counts else None, per_image=per_image,
         config_hash=obj.get("config_hash"), experiment=obj.get("experiment"), dataset=obj.get("dataset"),
         split=obj.get("split"), record=obj, boundary=_boundary(path, obj, len(obj["classes"]), n_images),
-        image_names=names, image_attributes=attributes,
+        image_names=names, image_attributes=attributes, void_predictions=void,
     )]
 
 
@@ -382,26 +359,15 @@ def _read_csv_frame(path: Path):
 
 
 # ---------------------------------------------------------------------- other tools' files
-def _foreign_reader(fmt: str) -> Callable:
-    """A reader for one of :mod:`fairseg_bench.foreign_formats` (IoU from the tool, in percent)."""
-
-    def read(path: Path, obj, scale: str, classes=None) -> list[Result]:
-        from fairseg_bench.foreign_formats import parse_foreign
-
-        names, dataset = (None, classes) if isinstance(classes, str) else (classes, None)
-        r = parse_foreign(obj, path, classes=names, dataset=dataset)
-        assert r.format == fmt, (r.format, fmt)
-        return [Result(r.method, None, tuple(r.classes), r.iou / 100.0, path, confusion_matrix=r.confusion_matrix,
-                       dataset=r.dataset)]
-
-    return read
+def _read_foreign(path: Path, obj, scale: str, classes=None) -> list[Result]:
+    """Another tool's file (:mod:`fairseg_bench.results.foreign`); ``classes``: names, or a dataset name."""
+    names, dataset = (None, classes) if isinstance(classes, str) else (classes, None)
+    return [parse_foreign(obj, path, classes=names, dataset=dataset)]
 
 
 def _foreign_formats() -> list[InputFormat]:
-    from fairseg_bench.foreign_formats import FORMATS
-
-    return [InputFormat(f.description, "json", f.detect, _foreign_reader(f.name), takes_classes=True)
-            for f in FORMATS.values()]
+    return [InputFormat(f.description, "json", f.detect, _read_foreign, takes_classes=True)
+            for f in FOREIGN_FORMATS.values()]
 
 
 # ---------------------------------------------------------------------------- registry
@@ -520,7 +486,8 @@ def _reorder(result: Result, classes: list[str]) -> Result:
                         "compare runs of one dataset")
     order = [result.classes.index(c) for c in classes]
     cm = None if result.confusion_matrix is None else result.confusion_matrix[np.ix_(order, order)]
-    return Result(result.method, result.seed, tuple(classes), result.iou[order], result.source, cm)
+    void = None if result.void_predictions is None else result.void_predictions[order]
+    return replace(result, classes=tuple(classes), iou=result.iou[order], confusion_matrix=cm, void_predictions=void)
 
 
 def _config_notes(results: list[Result], mixed_configs: bool) -> list[str]:
@@ -539,8 +506,6 @@ def _label_experiments(results: list[Result]) -> list[Result]:
     experiments = {r.experiment for r in results if r.record}
     if len(experiments) <= 1:
         return results
-    from dataclasses import replace
-
     return [replace(r, method=f"{r.experiment}/{r.method}") if r.record else r for r in results]
 
 

@@ -36,16 +36,14 @@ import numpy as np
 import pandas as pd
 
 from fairseg_bench.core import stats
-from fairseg_bench.core.fairness import cut_ties, fairness_metrics, sorted_group_range
+from fairseg_bench.core.fairness import COUNT_KEYS, FAIRNESS_KEYS, cut_ties, fairness_metrics, sorted_group_range
 from fairseg_bench.errors import UserError
 from fairseg_bench.results.read import Results
 
 MIOU = "mIoU"
-#: The fairness columns of every output, in Table 3's order (``n_classes`` and ``k`` are in ``Summary``).
-FAIRNESS_KEYS = (
-    "miou", "sorted_bottom", "sorted_top", "pct_bottom_threshold", "pct_bottom_mean",
-    "pct_top_threshold", "pct_top_mean", "worst", "std", "best", "gap", "cov", "gini",
-)
+#: The fairness columns of every table, JSON and gate: core's metrics in Table 3's order, without its
+#: counts (``n_classes`` and ``k`` are in ``Summary``).
+FAIRNESS_COLUMNS = tuple(key for key in FAIRNESS_KEYS if key not in COUNT_KEYS)
 PERCENT_RATIOS = ("cov", "gini")  # unitless ratios shown ×100
 #: The image-level columns (docs/definitions.md, "Image-level metrics"), percent; NaN without per-image statistics.
 IMAGE_KEYS = ("miou_image", "miou_image_worst_5", "miou_image_worst_10", "miou_class")
@@ -57,7 +55,7 @@ GROUP_KEYS = ("worst_group", "group_gap", "worst_cell", "es_harvard", "es_fairme
 #: The group key the gate guards (of the first grouping attribute).
 GROUP_GATED = ("worst_group",)
 
-__all__ = ["Summary", "Block", "Context", "BLOCKS", "GroupSummary", "summarize", "MIOU", "FAIRNESS_KEYS",
+__all__ = ["Summary", "Block", "Context", "BLOCKS", "GroupSummary", "summarize", "MIOU", "FAIRNESS_COLUMNS",
            "IMAGE_KEYS", "BOUNDARY_KEYS", "GROUP_KEYS", "GROUP_GATED", "check_fraction", "group_column"]
 
 
@@ -263,10 +261,10 @@ def _with_miou(iou: np.ndarray) -> np.ndarray:
 
 
 def _fairness_rows(iou: np.ndarray, reference: np.ndarray, fraction: float) -> np.ndarray:
-    """Fairness metrics of every row. Shape ``(..., K) -> (..., len(FAIRNESS_KEYS))``, ratios ×100."""
+    """Fairness metrics of every row. Shape ``(..., K) -> (..., len(FAIRNESS_COLUMNS))``, ratios ×100."""
     metrics = fairness_metrics(np.atleast_2d(iou), reference=reference, fraction=fraction)
-    scale = [100.0 if key in PERCENT_RATIOS else 1.0 for key in FAIRNESS_KEYS]
-    return np.stack([np.asarray(metrics[k], dtype=np.float64) for k in FAIRNESS_KEYS], axis=-1) * scale
+    scale = [100.0 if key in PERCENT_RATIOS else 1.0 for key in FAIRNESS_COLUMNS]
+    return np.stack([np.asarray(metrics[k], dtype=np.float64) for k in FAIRNESS_COLUMNS], axis=-1) * scale
 
 
 def iou_block(ctx: Context):
@@ -283,7 +281,7 @@ def fairness_block(ctx: Context):
     with _quiet_nan():
         reps = {m: None if b is None else np.nanmean(_fairness_rows(b, ctx.ref_iou, ctx.fraction), axis=1)
                 for m, b in ctx.boot.items()}
-    return list(FAIRNESS_KEYS), per_seed, reps
+    return list(FAIRNESS_COLUMNS), per_seed, reps
 
 
 def image_block(ctx: Context):
@@ -483,7 +481,7 @@ def _group_values(tp, fp, fn, codes, n_groups: int, weights, ref_iou: np.ndarray
 
 def _group_columns(groups: list[str], classes: list[str]) -> list[str]:
     per_group = [group_column(k, g) for g in groups for k in ("miou", "miou_image", "images")]
-    fair = [group_column(k, g) for g in groups for k in FAIRNESS_KEYS[1:]]
+    fair = [group_column(k, g) for g in groups for k in FAIRNESS_COLUMNS[1:]]
     cells = [group_column("iou", g, c) for g in groups for c in classes]
     return list(GROUP_KEYS) + per_group + fair + cells + [group_column("es", None, c) for c in classes]
 

@@ -180,8 +180,7 @@ def _counts_of(result) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
     if result.confusion_matrix is None:
         raise UserError(f"{result.source}: --compare-tools needs confusion matrices, and {result.method!r} has "
                         "per-class IoUs only (give a metrics.json, a run folder or a JSON of confusion matrices)")
-    void = result.record.get("void_predictions") if result.record else None
-    return result.confusion_matrix, void, result.per_image
+    return result.confusion_matrix, result.void_predictions, result.per_image
 
 
 def compare_results(results) -> list[tuple[Any, list[ToolScore], list[str]]]:
@@ -220,13 +219,13 @@ def render_comparison(results, *, digits: int = 2, fmt: str = "md") -> str:
     if fmt == "json":
         import json
 
-        from fairseg_bench.results import _jsonable
+        from fairseg_bench.results import jsonable
 
         doc = {"classes": results.classes, "results": [
             {"method": r.method, "seed": r.seed, "notes": notes,
              "tools": [{"tool": s.tool, "miou": s.miou, "iou": s.iou, "reason": s.reason} for s in scores]}
             for r, scores, notes in compared]}
-        return json.dumps(_jsonable(doc), indent=1) + "\n"
+        return json.dumps(jsonable(doc), indent=1) + "\n"
     blocks = []
     for result, scores, notes in compared:
         seed = "" if result.seed is None else f" (seed {result.seed})"

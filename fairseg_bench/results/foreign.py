@@ -1,4 +1,6 @@
-"""Other tools' result files, read as they are: pure functions, numpy only (no torch).
+"""Other tools' result files, read as they are into the one :class:`~fairseg_bench.results.Result`
+(IoUs as fractions): pure functions, numpy only (no torch). The reader's registry
+(:mod:`fairseg_bench.results.read`) tries these formats on every JSON file.
 
 Formats, each recognised from its keys (:func:`detect_format`):
 
@@ -6,7 +8,7 @@ Formats, each recognised from its keys (:func:`detect_format`):
   (34 x 34 over labelIds, rows ground truth) and ``classScores`` (IoU fractions by class name,
   NaN for the ignored labels). The IoU is taken from ``classScores``; the confusion matrix is
   folded to the 19 trainIds (ignored ground-truth rows dropped, predictions of ignored labelIds
-  kept as void: false negatives, as the evaluator counts them).
+  kept as void: false negatives, as the evaluator counts them, in ``void_predictions``).
 - ``mmseg``: mmsegmentation 0.x ``eval_*.json`` -- ``{"config", "metric": {"IoU.<class>": fraction}}``
   (or the metric dict itself).
 - ``detectron2``: detectron2's ``SemSegEvaluator`` result saved as JSON -- ``{"sem_seg":
@@ -29,22 +31,9 @@ import numpy as np
 
 from fairseg_bench.atomic import load_json
 from fairseg_bench.errors import UserError
+from fairseg_bench.results import Result
 
-__all__ = ["ForeignResult", "FORMATS", "detect_format", "read_foreign", "parse_foreign", "is_foreign"]
-
-
-@dataclass(frozen=True)
-class ForeignResult:
-    """Per-class numbers read from another tool's result file."""
-
-    method: str
-    classes: list[str]
-    iou: np.ndarray  # (K,) percent, NaN for a class without ground truth and prediction
-    source: Path
-    format: str
-    dataset: str | None = None
-    confusion_matrix: np.ndarray | None = None  # (K, K) int64, rows ground truth, when the file has one
-    void_predictions: np.ndarray | None = None  # (K,) int64 pixels predicted as no evaluated class
+__all__ = ["FORMATS", "detect_format", "read_foreign", "parse_foreign", "is_foreign"]
 
 
 # ----------------------------------------------------------------------------- class names
@@ -107,11 +96,12 @@ def _resolve(names_values: dict[str, float], path: Path, classes, dataset) -> tu
     return dataset, list(classes), _ordered(names_values, list(classes), path)
 
 
-def _check_range(iou_percent: np.ndarray, path: Path, scale: str) -> np.ndarray:
-    bad = ~np.isnan(iou_percent) & ((iou_percent < 0) | (iou_percent > 100))
+def _check_range(iou: np.ndarray, path: Path, scale: str) -> np.ndarray:
+    """``iou`` (fractions) if every value lies in [0, 1]; ``scale`` names the file's unit in the error."""
+    bad = ~np.isnan(iou) & ((iou < 0) | (iou > 1))
     if bad.any():
         raise UserError(f"{path}: an IoU outside [0, 1] ({scale}); is this the right file?")
-    return iou_percent
+    return iou
 
 
 # ----------------------------------------------------------------------------- formats
@@ -129,7 +119,7 @@ def _parse_cityscapes(obj: dict, path: Path, classes=None, dataset=None) -> dict
     if sorted(map(normalise, expected)) != sorted(map(normalise, CITYSCAPES_CLASSES)):
         raise UserError(f"{path}: a cityscapesScripts result holds the 19 Cityscapes classes; the classes given differ")
     scores = {k: v for k, v in scores.items() if normalise(k) in set(map(normalise, expected))}
-    iou = _ordered(scores, expected, path) * 100.0
+    iou = _ordered(scores, expected, path)
     conf = np.asarray(obj["confMatrix"], dtype=np.float64)
     if conf.shape != (CITYSCAPES_LABEL_IDS, CITYSCAPES_LABEL_IDS) or (conf < 0).any() or (conf % 1).any():
         n = CITYSCAPES_LABEL_IDS
@@ -162,7 +152,7 @@ def _prefixed_ious(obj: dict, path: Path, prefix: str, wrapper: str) -> dict[str
 def _parse_mmseg(obj: dict, path: Path, classes=None, dataset=None) -> dict:
     values = _prefixed_ious(obj, path, "IoU.", "metric")
     dataset, classes, iou = _resolve(values, path, classes, dataset)
-    return {"classes": classes, "iou": _check_range(iou * 100.0, path, "fractions expected"), "dataset": dataset}
+    return {"classes": classes, "iou": _check_range(iou, path, "fractions expected"), "dataset": dataset}
 
 
 def _is_detectron2(obj: dict) -> bool:
@@ -172,7 +162,7 @@ def _is_detectron2(obj: dict) -> bool:
 def _parse_detectron2(obj: dict, path: Path, classes=None, dataset=None) -> dict:
     values = _prefixed_ious(obj, path, "IoU-", "sem_seg")
     dataset, classes, iou = _resolve(values, path, classes, dataset)
-    return {"classes": classes, "iou": _check_range(iou, path, "percent expected"), "dataset": dataset}
+    return {"classes": classes, "iou": _check_range(iou / 100.0, path, "percent expected"), "dataset": dataset}
 
 
 def _is_hf(obj: dict) -> bool:
@@ -189,7 +179,7 @@ def _parse_hf(obj: dict, path: Path, classes=None, dataset=None) -> dict:
     if len(values) != len(classes):
         raise UserError(f"{path}: {len(values)} per_category_iou values for {len(classes)} classes; "
                         "its class names do not match the dataset's")
-    iou = np.array(values, dtype=np.float64) * 100.0
+    iou = np.array(values, dtype=np.float64)
     return {"classes": list(classes), "iou": _check_range(iou, path, "fractions expected"), "dataset": dataset}
 
 
@@ -242,18 +232,20 @@ def default_method(path: Path) -> str:
     return path.resolve().parent.name if generic and path.resolve().parent.name else stem
 
 
-def parse_foreign(obj, path, *, classes=None, dataset: str | None = None, method: str | None = None) -> ForeignResult:
-    """A parsed JSON value -> :class:`ForeignResult`; an unknown format is a one-line ``UserError``."""
+def parse_foreign(obj, path, *, classes=None, dataset: str | None = None, method: str | None = None) -> Result:
+    """A parsed JSON value -> :class:`~fairseg_bench.results.Result` (no seed); an unknown format is a
+    one-line ``UserError``."""
     path = Path(path)
     name = detect_format(obj)
     if name is None:
         raise UserError(f"{path}: not a result format fairseg-bench reads; it reads fairseg-bench metrics.json "
                         f"and {understood()}")
     parsed = FORMATS[name].parse(obj, path, classes=None if classes is None else list(classes), dataset=dataset)
-    return ForeignResult(method=method or default_method(path), source=path, format=name, **parsed)
+    return Result(method=method or default_method(path), seed=None, classes=tuple(parsed.pop("classes")),
+                  source=path, **parsed)
 
 
-def read_foreign(path, *, classes=None, dataset: str | None = None, method: str | None = None) -> ForeignResult:
+def read_foreign(path, *, classes=None, dataset: str | None = None, method: str | None = None) -> Result:
     """Read another tool's result file (JSON; NaN literals allowed)."""
     path = Path(path)
     return parse_foreign(load_json(path), path, classes=classes, dataset=dataset, method=method)
