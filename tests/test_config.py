@@ -6,6 +6,7 @@ from dataclasses import MISSING
 
 import pytest
 import yaml
+from support.cli import call_main
 
 from fairseg_bench.config import (
     PRESET_DIR,
@@ -19,8 +20,6 @@ from fairseg_bench.config import (
     resolve_config_path,
 )
 from fairseg_bench.errors import UserError
-
-from cli_helpers import call_main
 
 PRESETS = sorted(PRESET_DIR.glob("*.yaml"))
 # Run folders (reports/*/runs) and the CI baseline (reports/ci/baseline.json) are keyed by these

@@ -239,7 +239,6 @@ def brute_force_cm(preds, target, k):
 
 
 def test_evaluate_confusion_matrix_and_per_image_stats():
-    pytest.importorskip("fairseg_bench.core.confusion")
     torch.manual_seed(0)
     ds, model = TinySegmentation(n=7), tiny_model()
     plain = [(ds.images[i], ds.targets[i]) for i in range(len(ds))]  # no augmentation at evaluation

@@ -269,7 +269,8 @@ def _class_index():
     ],
 )
 def test_build_sampler(text, cls_name, attrs):
-    sampling = pytest.importorskip("fairseg_bench.core.sampling")
+    from fairseg_bench.core import sampling
+
     sampler = build_sampler(text, class_index=_class_index(), batch_size=4, num_batches=6, seed=3)
     assert type(sampler) is getattr(sampling, cls_name)
     for key, value in attrs.items():

@@ -13,7 +13,10 @@ import fairseg_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fairseg_bench"
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (the dev extra)
+    import tomli as tomllib
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.cli import call_main as cli
+from support.fake_datasets import write_ade20k, write_cityscapes, write_voc
 
 from fairseg_bench.data.label_sets import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID
 from fairseg_bench.results import Result, read_record
 from fairseg_bench.results.read import read_results
-
-from cli_helpers import call_main as cli
-from fake_datasets import write_ade20k, write_cityscapes, write_voc
 
 SHAPE = (24, 40)
 

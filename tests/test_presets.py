@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.cli import call_main
 
 from fairseg_bench.config import PRESET_DIR, list_presets, load_config, preset_description, preset_names, preset_text
 from fairseg_bench.errors import UserError
-
-from cli_helpers import call_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

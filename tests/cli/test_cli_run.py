@@ -12,28 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.cli import call_main as cli
+from support.cli import fairseg
+from support.configs import ITERS, TINY
 
 from fairseg_bench.config import config_hash, load_config
 from fairseg_bench.data import build_dataset
 from fairseg_bench.results import read_record
 from fairseg_bench.results.read import read_results
 
-from cli_helpers import call_main as cli
-from cli_helpers import fairseg
-
-ITERS, BATCH, K = 6, 4, 19
-TINY = f"""
-losses: [mcce, tce]
-seeds: [0]
-data:
-  dataset: synthetic
-  train_options: {{num_images: 16, size: [32, 64], seed: 3}}
-  val_options: {{num_images: 6, size: [32, 64], seed: 3}}
-model: {{name: unet_small}}
-optim: {{name: adam, lr: 0.002}}
-train: {{iters: {ITERS}, batch_size: {BATCH}, checkpoint_every: 2}}
-eval: {{batch_size: 4, samples: 2}}
-"""
+K = 19
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_report import markdown_tables, plain
+from support import ROOT
+from support.tables import markdown_tables, plain
 
 from fairseg_bench.report import build_report
 
-PAPER = Path(__file__).resolve().parents[1] / "reports" / "paper"
+PAPER = ROOT / "reports" / "paper"
 
 # Table 3 of the paper as printed: sorted bottom, top; (25th perc. threshold, mIoU) bottom, top;
 # worst, std.

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.cli import call_main as cli
+from support.cli import fairseg
 
 from fairseg_bench.config import config_from_dict, config_hash, load_config
 from fairseg_bench.launch import resources
 from fairseg_bench.results import read_record
 from fairseg_bench.run_status import read_status, sweep_rows
-
-from cli_helpers import call_main as cli
-from cli_helpers import fairseg
 
 ITERS = 8
 TINY = f"""

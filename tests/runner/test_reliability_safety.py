@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.cli import call_main as cli
+from support.configs import TINY
 
 import fairseg_bench
-
-from cli_helpers import call_main as cli
-from test_cli_run import TINY
 
 PACKAGE = Path(fairseg_bench.__file__).parent
 MCCE_ONLY = TINY.replace("[mcce, tce]", "[mcce]")

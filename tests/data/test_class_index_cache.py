@@ -6,13 +6,12 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from support.fake_datasets import write_cityscapes
 
 import fairseg_bench.data.index as index_module
 from fairseg_bench.data import build_dataset
 from fairseg_bench.data.index import build_class_index, cache_key, cache_path
 from fairseg_bench.errors import UserError
-
-from fake_datasets import write_cityscapes
 
 
 def brute_force_counts(dataset) -> np.ndarray:

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from support.report_synthetic import CLASSES, write_experiment, write_run
+from support.tables import markdown_tables, plain
 
 from fairseg_bench.cli import main
 from fairseg_bench.report import build_report
-
-from report_synthetic import CLASSES, write_experiment, write_run
 
 METHODS = ("mcce", "focal", "tce")
 SEEDS = (0, 1)
@@ -65,28 +65,6 @@ def fairness_by_hand(iou: np.ndarray, reference: np.ndarray) -> dict[str, float]
         "worst": float(iou.min()), "std": std, "best": float(iou.max()),
         "gap": float(iou.max() - iou.min()), "cov": 100 * std / mean, "gini": 100 * gini,  # ratios x100
     }
-
-
-def markdown_tables(text: str) -> list[list[list[str]]]:
-    """Every pipe table in a Markdown text, as rows of cells (header first, separator dropped)."""
-    tables, current = [], []
-    for line in text.splitlines() + [""]:
-        if line.startswith("|"):
-            current.append(line)
-        elif current:
-            tables.append(current)
-            current = []
-    parsed = []
-    for rows in tables:
-        cells = [[c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
-        assert len({len(r) for r in cells}) == 1, f"ragged table: {rows}"
-        assert all(re.fullmatch(r":?-{3,}:?", c) for c in cells[1]), f"no separator row: {rows[1]}"
-        parsed.append([cells[0]] + cells[2:])
-    return parsed
-
-
-def plain(cell: str) -> str:
-    return cell.replace("**", "").replace("†", "")
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -430,9 +408,8 @@ def test_cli_bad_input_exits_2_with_one_line(case, experiment, tmp_path, capsys)
 
 
 def test_cli_writes_a_baseline(experiment, tmp_path, capsys):
-    check = pytest.importorskip("fairseg_bench.check")
-    if not hasattr(check, "write_baseline"):
-        pytest.skip("fairseg_bench.check.write_baseline not available")
+    from fairseg_bench import check
+
     code, _, err = cli(capsys, experiment, "--out", tmp_path, "--format", "csv", "--bootstrap", "0", "--no-figures",
                        "--baseline", tmp_path / "baseline.json")
     assert code == 0, err

@@ -6,19 +6,15 @@ re-implemented below line by line from their code (links in docs/definitions.md)
 """
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support.report_synthetic import write_run  # noqa: E402
 
 from fairseg_bench.cli import main
 from fairseg_bench.core.iou import per_class_iou
 from fairseg_bench.results.tool_rules import compare_tools, detectron2_boundary_iou
-
-sys.path.insert(0, str(Path(__file__).parent))
-from report_synthetic import write_run  # noqa: E402
 
 K, IGNORE = 6, 255
 

@@ -7,11 +7,10 @@ import math
 
 import pandas as pd
 import pytest
+from support.cli import call_main, fairseg
 
 from fairseg_bench.report.tables import format_number
 from fairseg_bench.results.summary import FAIRNESS_COLUMNS
-
-from cli_helpers import call_main, fairseg
 
 TINY = """
 losses: [mcce, tce]

@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.cli import call_main as cli
+from support.configs import TINY
 
 from fairseg_bench.core.class_index import ClassIndex
 from fairseg_bench.loss_specs import build_sampler
 from fairseg_bench.results import read_record
-
-from cli_helpers import call_main as cli
-from test_cli_run import TINY
 
 NAN_AT = 5
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from support.fake_datasets import write_ade20k, write_cityscapes, write_voc
 from torchvision.datasets import Cityscapes
 
 from fairseg_bench.cli.datasets import datasets as datasets_cli
@@ -15,8 +16,6 @@ from fairseg_bench.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from fairseg_bench.data.index import build_class_index
 from fairseg_bench.data.voc import VOC_CLASSES
 from fairseg_bench.errors import UserError
-
-from fake_datasets import write_ade20k, write_cityscapes, write_voc
 
 
 def all_label_ids_map() -> np.ndarray:

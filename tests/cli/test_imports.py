@@ -5,16 +5,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from support import FIXTURES
+from support.fake_datasets import write_cityscapes
 
-from fake_datasets import write_cityscapes
-
-FIXTURES = Path(__file__).parent / "fixtures"
 HEAVY = ("torch", "torchvision")
 
 # The command as ``python -m fairseg_bench`` runs it; whatever the exit, the heavy modules that were

@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+from support import ROOT
+from support.cli import call_main
 
 from fairseg_bench import check as gate
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import write_json_atomic
 from fairseg_bench.results.read import read_results
 
-from cli_helpers import call_main
-
-ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / ".venv" / "bin" / "fairseg-bench"
 CLASSES = ["road", "building", "pole", "person", "car", "train"]
 HASH = "c0ffee"

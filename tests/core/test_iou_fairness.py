@@ -1,7 +1,6 @@
 """IoU reductions and the paper's fairness metrics against sklearn, torchmetrics, brute force and
 the paper's own tables."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,12 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import jaccard_score
+from support import FIXTURES
 
 from fairseg_bench.core.confusion import confusion_matrix
 from fairseg_bench.core.fairness import FAIRNESS_KEYS, PAPER_KEYS, fairness_metrics
 from fairseg_bench.core.iou import class_accuracy, mean_iou, per_class_iou, pixel_accuracy
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def coherent_maps(n, k, size=(24, 40), block=4, seed=0, absent=()):

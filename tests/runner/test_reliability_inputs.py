@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from cli_helpers import call_main, fairseg
-from fake_datasets import write_cityscapes, write_voc
-from test_cli_run import TINY
+from support.cli import call_main, fairseg
+from support.configs import TINY
+from support.fake_datasets import write_cityscapes, write_voc
 
 MCCE_ONLY = TINY.replace("[mcce, tce]", "[mcce]")
 
@@ -130,8 +129,8 @@ CASES = {
     "run spec without value": (lambda b: ["run", "-c", b.config, "--losses", "tce:t="], "tce:t="),
     "run spec non-numeric t": (lambda b: ["run", "-c", b.config, "--losses", "tce:t=abc"], "abc"),
     "run spec unknown parameter": (lambda b: ["run", "-c", b.config, "--losses", "focal:beta=2"], "beta"),
-    "run seeds not numbers": (lambda b: ["run", "-c", b.config, "--seeds", "x"], "--seeds x"),
-    "run seeds repeated": (lambda b: ["run", "-c", b.config, "--seeds", "1,1"], "--seeds 1,1"),
+    "run seeds not numbers": (lambda b: ["run", "-c", b.config, "--seeds", "x"], "seeds must be a non-empty list"),
+    "run seeds repeated": (lambda b: ["run", "-c", b.config, "--seeds", "1,1"], "got '1,1'"),
     "run iters zero": (lambda b: ["run", "-c", b.config, "--iters", "0"], "train.iters must be a positive integer"),
     "run other config into results": (lambda b: ["run", "-c", b.config, "--batch-size", "2", "--out", b.results],
                                       "holds runs of a different config"),

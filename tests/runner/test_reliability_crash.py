@@ -16,10 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from support.configs import TINY
 
 from fairseg_bench.results import read_record
-
-from test_cli_run import TINY
 
 ITERS = 12
 CONFIG = (TINY.replace("[mcce, tce]", "[tce]").replace("iters: 6", f"iters: {ITERS}")

@@ -54,7 +54,7 @@ def _generic_folders(tmp_path):
 
 def test_workers_means_the_same_in_every_command(tmp_path, capsys):
     """0 = in this process, N = N worker processes, below 0 a usage error: datasets index and evaluate alike."""
-    from cli_helpers import call_main
+    from support.cli import call_main
 
     evaluate = ["evaluate", *_generic_folders(tmp_path), "--out", tmp_path / "m.json", "--quiet"]
     index = ["datasets", "index", "--dataset", "synthetic", "--num-images", "2", "--cache", tmp_path / "cache"]
@@ -75,7 +75,7 @@ def test_workers_means_the_same_in_every_command(tmp_path, capsys):
     (["--predictions", "p", "--save-predictions", "q"], "--save-predictions applies to --checkpoint only"),
 ])
 def test_evaluate_refuses_the_other_sources_options(capsys, given, message):
-    from cli_helpers import call_main
+    from support.cli import call_main
 
     code, out, err = call_main(capsys, "evaluate", *given)
     assert (code, out, err) == (2, "", f"error: {message}\n")
@@ -87,7 +87,7 @@ def test_evaluate_refuses_the_other_sources_options(capsys, given, message):
     ("empty.txt", "--classes empty.txt: no class names in the file"),
 ])
 def test_evaluate_classes_is_checked_as_every_classes_option(tmp_path, capsys, monkeypatch, value, message):
-    from cli_helpers import call_main
+    from support.cli import call_main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.txt").write_text("\n")

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import FIXTURES
 
 from fairseg_bench.cli import main
 from fairseg_bench.core.fairness import fairness_metrics
 from fairseg_bench.core.iou import per_class_iou
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TABLE1 = FIXTURES / "paper_table1.csv"
 TABLE3 = pd.read_csv(FIXTURES / "paper_table3.csv").set_index("method")
 

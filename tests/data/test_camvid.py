@@ -6,42 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import SHARED_CAMVID
+from support.camvid import NAMES, SHAPE, blocky, labels_of
+from support.cli import call_main as cli
 
 from fairseg_bench.data import DATASETS, build_dataset
 from fairseg_bench.data.camvid import CAMVID_PALETTE, check_root
 from fairseg_bench.data.label_sets import CAMVID_CLASSES
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import read_record
-
-from cli_helpers import call_main as cli
-from fake_datasets import write_camvid
-
-SHAPE = (24, 40)
-REAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
-# list-file order on purpose not sorted: the dataset keeps it
-NAMES = {
-    "train": ["0016E5_00390", "0001TP_006690", "0006R0_f02400", "Seq05VD_f00000"],
-    "val": ["0016E5_07959", "0016E5_07961"],
-    "test": ["Seq05VD_f05100", "0001TP_008550", "Seq05VD_f05130"],
-}
-
-
-def blocky(rng, values, shape=SHAPE, block=4) -> np.ndarray:
-    """A spatially coherent map drawn from ``values`` (blocks of ``block`` pixels), uint8 ``shape``."""
-    small = rng.choice(np.asarray(values), (shape[0] // block + 1, shape[1] // block + 1))
-    return np.kron(small, np.ones((block, block), np.int64))[: shape[0], : shape[1]].astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def labels():
-    rng = np.random.default_rng(0)
-    return {split: [blocky(rng, range(12)) for _ in names] for split, names in NAMES.items()}
-
-
-@pytest.fixture
-def root(tmp_path, labels):
-    items = {split: list(zip(NAMES[split], labels[split], strict=True)) for split in NAMES}
-    return write_camvid(tmp_path / "CamVid", items)
 
 
 def one_line_error(call) -> str:
@@ -212,26 +185,26 @@ def test_evaluate_prediction_folder_against_brute_force(root, labels, tmp_path, 
 
 
 # ----------------------------------------------------------------------------- the real copy
-real = pytest.mark.skipif(not REAL_ROOT.is_dir(), reason=f"no CamVid copy at {REAL_ROOT}")
+real = pytest.mark.skipif(not SHARED_CAMVID.is_dir(), reason=f"no CamVid copy at {SHARED_CAMVID}")
 
 
 @real
 def test_real_split_sizes_and_root():
-    assert check_root(REAL_ROOT) is None
-    sizes = {s: len(build_dataset("camvid", root=REAL_ROOT, split=s)) for s in ("train", "val", "test", "trainval")}
+    assert check_root(SHARED_CAMVID) is None
+    sizes = {s: len(build_dataset("camvid", root=SHARED_CAMVID, split=s)) for s in ("train", "val", "test", "trainval")}
     assert sizes == {"train": 367, "val": 101, "test": 233, "trainval": 468}
     assert sizes["train"] + sizes["val"] + sizes["test"] == 701
 
 
 @real
 def test_real_test_split_sequences():
-    ds = build_dataset("camvid", root=REAL_ROOT, split="test")
+    ds = build_dataset("camvid", root=SHARED_CAMVID, split="test")
     assert Counter(ds.image_attributes()["sequence"]) == {"0001TP": 62, "Seq05VD": 171}
 
 
 @real
 def test_real_train_pixel_shares_match_the_readme():
-    ds = build_dataset("camvid", root=REAL_ROOT, split="train")
+    ds = build_dataset("camvid", root=SHARED_CAMVID, split="train")
     counts = np.stack([np.bincount(ds.raw_label(i).ravel(), minlength=12) for i in range(len(ds))])
     assert counts.shape == (367, 12)  # no value above 11
     share = dict(zip([*CAMVID_CLASSES, "void"], counts.sum(0) / counts.sum() * 100, strict=True))
@@ -284,11 +257,6 @@ def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it
         np.testing.assert_array_equal(np.asarray(folder["per_image"][key])[order], run["per_image"][key])
 
 
-def labels_of(root) -> list[np.ndarray]:
-    """The raw test labels of a fabricated tree, in list order."""
-    return [np.asarray(Image.open(root / "testannot" / f"{name}.png")) for name in NAMES["test"]]
-
-
 @real
 @pytest.mark.slow
 def test_real_short_run_and_evaluate_on_test_through_the_cli(tmp_path, capsys):
@@ -298,7 +266,7 @@ def test_real_short_run_and_evaluate_on_test_through_the_cli(tmp_path, capsys):
 
     from fairseg_bench.config import load_config
 
-    raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(REAL_ROOT),
+    raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(SHARED_CAMVID),
                                          out=str(tmp_path / "runs"), quiet=True).resolved_dict()
     raw["train"].update(iters=4, checkpoint_every=4)
     raw["eval"].update(samples=2)
@@ -307,7 +275,7 @@ def test_real_short_run_and_evaluate_on_test_through_the_cli(tmp_path, capsys):
     assert code == 0, err
     run = read_record(tmp_path / "runs" / "camvid" / "mcce-s0")
     assert run["split"] == "test" and len(run["image_names"]) == 233
-    void = sum(int((np.asarray(Image.open(REAL_ROOT / "testannot" / f"{n}.png")) == 11).sum())
+    void = sum(int((np.asarray(Image.open(SHARED_CAMVID / "testannot" / f"{n}.png")) == 11).sum())
                for n in run["image_names"])
     assert np.asarray(run["confusion_matrix"]).sum() == 233 * 360 * 480 - void  # every labelled pixel, full size
     code, _, err = cli(capsys, "evaluate", "--checkpoint", tmp_path / "runs" / "camvid" / "mcce-s0" / "last.pt",

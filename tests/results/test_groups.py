@@ -4,14 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cli import call_main as cli
+from support.report_synthetic import write_experiment
 
 from fairseg_bench.core.groups import group_metrics, stratified_counts
 from fairseg_bench.core.stats import percentile_interval
 from fairseg_bench.results.read import read_results
 from fairseg_bench.results.summary import summarize
-
-from cli_helpers import call_main as cli
-from report_synthetic import write_experiment
 
 N_IMAGES = 12
 SEQUENCES = ["dusk"] * 5 + ["day"] * 7

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from test_camvid import NAMES, labels, labels_of, root  # noqa: F401 - the fabricated CamVid tree's fixtures
+from support.camvid import NAMES, labels_of
+from support.cli import call_main as cli
+from support.report_synthetic import write_experiment
 
 from fairseg_bench.core.boundary import boundary_counts
 from fairseg_bench.data.camvid import PREDICTION_LUT
 from fairseg_bench.results import read_record
-
-from cli_helpers import call_main as cli
-from report_synthetic import write_experiment
 
 
 def class_map(raw: np.ndarray) -> np.ndarray:
@@ -121,9 +120,9 @@ def test_the_gate_guards_boundary_iou(tmp_path, capsys):
 
 def test_prediction_folder_boundary_counts_at_a_width_of_the_packed_path(tmp_path, capsys):
     """labelId maps of 400x600 (d = 14): the folder's per-image counts equal the pixel path's on the class maps."""
-    from fairseg_bench.data.label_sets import LABEL_ID_TO_TRAIN_ID
+    from support.fake_datasets import write_cityscapes
 
-    from fake_datasets import write_cityscapes
+    from fairseg_bench.data.label_sets import LABEL_ID_TO_TRAIN_ID
 
     rng = np.random.default_rng(5)
     ids = np.array(sorted(LABEL_ID_TO_TRAIN_ID), np.uint8)
