@@ -293,7 +293,7 @@ def test_ruff_passes_and_the_doctests_run(tmp_path):
     collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "--doctest-modules", "-p", "no:cacheprovider"]
     doctests = subprocess.run([*collect, "fairseg_bench/core"], cwd=ROOT, capture_output=True, text=True)
     assert doctests.returncode == 0, doctests.stdout[-2000:]
-    assert doctests.stdout.count("::") >= 20  # the core's docstring examples are collected as tests
+    assert doctests.stdout.count("::") >= 15  # the core's docstring examples are collected as tests
 
 
 def test_static_sampler_weights_name_the_largest():
