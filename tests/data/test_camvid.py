@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support import SHARED_CAMVID
-from support.camvid import NAMES, SHAPE, blocky, labels_of
+from support.camvid import NAMES, SHAPE, blocky, labels_of, write_tiny_config
 from support.cli import call_main as cli
 
 from fairseg_bench.data import DATASETS, build_dataset
@@ -223,17 +223,7 @@ def test_a_camvid_run_evaluates_the_label_files_and_its_predictions_reproduce_it
     """A tiny run on the fabricated tree (the preset's data options, a few steps), then
     ``evaluate --checkpoint --save-predictions`` on test, then ``evaluate --predictions`` on those
     PNGs: the same confusion matrix and per-image counts, bit for bit; the run records names and sequences."""
-    import yaml
-
-    from fairseg_bench.config import load_config
-
-    raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(root), out=str(tmp_path / "runs"),
-                                         quiet=True).resolved_dict()
-    raw["data"]["train_options"].update(frame_size=[12, 20], crop_size=[8, 8])
-    raw["data"]["val_options"].update(frame_size=[12, 20])
-    raw["train"].update(iters=3, batch_size=2, checkpoint_every=3)
-    raw["eval"].update(batch_size=2, samples=1)
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    write_tiny_config(root, tmp_path, iters=3)
     code, _, err = cli(capsys, "run", "-c", tmp_path / "tiny.yaml", "--no-report")
     assert code == 0, err
     run = read_record(tmp_path / "runs" / "camvid" / "mcce-s0")

@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
-from support.camvid import NAMES, labels_of
+from support.camvid import NAMES, labels_of, write_tiny_config
 from support.cli import call_main as cli
 from support.report_synthetic import write_experiment
 
@@ -20,16 +19,8 @@ def class_map(raw: np.ndarray) -> np.ndarray:
     return np.where(PREDICTION_LUT < 0, 255, PREDICTION_LUT).astype(np.uint8)[raw]
 
 
-def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(root, tmp_path, capsys):  # noqa: F811
-    from fairseg_bench.config import load_config
-
-    raw = load_config("camvid").override(losses=["mcce"], seeds=[0], data_root=str(root), out=str(tmp_path / "runs"),
-                                         quiet=True).resolved_dict()
-    raw["data"]["train_options"].update(frame_size=[12, 20], crop_size=[8, 8])
-    raw["data"]["val_options"].update(frame_size=[12, 20])
-    raw["train"].update(iters=2, batch_size=2, checkpoint_every=2)
-    raw["eval"].update(batch_size=2, samples=1)
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+def test_run_checkpoint_and_prediction_folder_record_the_same_boundary_counts(root, tmp_path, capsys):
+    write_tiny_config(root, tmp_path, iters=2)
     assert cli(capsys, "run", "-c", tmp_path / "tiny.yaml", "--no-report")[0] == 0
     folder = tmp_path / "runs" / "camvid" / "mcce-s0"
     run = read_record(folder)
