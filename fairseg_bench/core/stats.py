@@ -97,7 +97,7 @@ def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[
     return nan_percentile(columns, alpha), nan_percentile(columns, 100 - alpha)
 
 
-def _plain(value):
+def _float_or_array(value):
     """0-d arrays and numpy scalars to Python floats; arrays stay arrays."""
     value = np.asarray(value, dtype=np.float64)
     return float(value) if value.ndim == 0 else value
@@ -105,7 +105,7 @@ def _plain(value):
 
 def _interval(estimate, samples, confidence) -> dict:
     low, high = percentile_interval(samples, confidence)
-    return {"estimate": _plain(estimate), "low": _plain(low), "high": _plain(high)}
+    return {"estimate": _float_or_array(estimate), "low": _float_or_array(low), "high": _float_or_array(high)}
 
 
 def _summaries(estimate_iou, replicate_iou, estimate_ref, replicate_ref, fraction, confidence) -> dict:
@@ -223,7 +223,7 @@ def _share_le_zero(replicates: np.ndarray) -> np.ndarray:
     """Share of non-NaN replicates ≤ 0, along axis 0."""
     valid = ~np.isnan(replicates)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _plain(((replicates <= 0) & valid).sum(0) / valid.sum(0))
+        return _float_or_array(((replicates <= 0) & valid).sum(0) / valid.sum(0))
 
 
 def seed_summary(values, confidence: float = 0.95) -> dict:

@@ -79,7 +79,7 @@ def _ordered(values: dict[str, float], expected: list[str], path: Path) -> np.nd
     return np.array([by_norm[n] for n in want], dtype=np.float64)
 
 
-def _number(value, path: Path, key: str) -> float:
+def _json_number(value, path: Path, key: str) -> float:
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -114,7 +114,7 @@ def _parse_cityscapes(obj: dict, path: Path, classes=None, dataset=None) -> dict
 
     if dataset not in (None, "cityscapes"):
         raise UserError(f"{path}: a cityscapesScripts result holds Cityscapes classes, not {dataset}'s")
-    scores = {k: _number(v, path, f"classScores[{k!r}]") for k, v in obj["classScores"].items()}
+    scores = {k: _json_number(v, path, f"classScores[{k!r}]") for k, v in obj["classScores"].items()}
     expected = list(classes) if classes is not None else list(CITYSCAPES_CLASSES)
     if sorted(map(normalise, expected)) != sorted(map(normalise, CITYSCAPES_CLASSES)):
         raise UserError(f"{path}: a cityscapesScripts result holds the 19 Cityscapes classes; the classes given differ")
@@ -146,7 +146,7 @@ def _is_mmseg(obj: dict) -> bool:
 def _prefixed_ious(obj: dict, path: Path, prefix: str, wrapper: str) -> dict[str, float]:
     """``{class: IoU}`` from the keys ``<prefix><class>`` of ``obj`` or of ``obj[wrapper]``."""
     metric = _metric_dict(obj, prefix, wrapper)
-    return {k[len(prefix):]: _number(v, path, k) for k, v in metric.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: _json_number(v, path, k) for k, v in metric.items() if k.startswith(prefix)}
 
 
 def _parse_mmseg(obj: dict, path: Path, classes=None, dataset=None) -> dict:
@@ -170,7 +170,7 @@ def _is_hf(obj: dict) -> bool:
 
 
 def _parse_hf(obj: dict, path: Path, classes=None, dataset=None) -> dict:
-    values = [_number(v, path, "per_category_iou") for v in obj["per_category_iou"]]
+    values = [_json_number(v, path, "per_category_iou") for v in obj["per_category_iou"]]
     if classes is None and dataset is None:
         raise UserError(f"{path}: a Hugging Face mean_iou result names no classes; give them with --classes "
                         "(a file, one name a line, or a dataset: cityscapes, ade20k, voc, camvid)")

@@ -117,7 +117,7 @@ def _to_fractions(path: Path, values: np.ndarray, labels: list[tuple[str, str]],
     return values / upper
 
 
-def _number(path: Path, value, method: str, cls: str) -> float:
+def _iou_cell(path: Path, value, method: str, cls: str) -> float:
     """A cell or JSON value as a float; empty/null is NaN; anything else is an error naming it."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "nan", "null", "none")):
         return math.nan
@@ -243,7 +243,7 @@ def _json_entry(path: Path, entry: dict, method: str, scale: str) -> Result:
     else:
         values = list(iou) if isinstance(iou, list) else [iou]
         classes = _class_names(path, entry, len(values), method)
-    numbers = np.array([_number(path, v, method, c) for c, v in zip(classes, values)], dtype=np.float64)
+    numbers = np.array([_iou_cell(path, v, method, c) for c, v in zip(classes, values)], dtype=np.float64)
     fractions = _to_fractions(path, numbers, [(method, c) for c in classes], scale)
     return Result(method, _seed(entry), classes, fractions, path)
 
@@ -305,7 +305,7 @@ def _read_wide(path: Path, frame, scale: str) -> list[Result]:
         raise UserError(f"{path}: a column without a name (class names must head every column)")
     seeds = _csv_seeds(path, frame["seed"]) if "seed" in frame.columns else [None] * len(frame)
     methods = list(frame["method"])
-    values = np.array([[_number(path, frame[c].iat[i], methods[i], c) for c in classes] for i in range(len(frame))])
+    values = np.array([[_iou_cell(path, frame[c].iat[i], methods[i], c) for c in classes] for i in range(len(frame))])
     labels = [(m, c) for m in methods for c in classes]
     fractions = _to_fractions(path, values, labels, scale).reshape(values.shape)
     return [Result(m, s, tuple(classes), row, path) for m, s, row in zip(methods, seeds, fractions)]
