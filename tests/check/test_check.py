@@ -27,7 +27,7 @@ HASH = "c0ffee"
 # ----------------------------------------------------------------------------- helpers
 
 
-def load_runs(*paths):
+def results_of(*paths):
     return read_results(list(paths))
 
 
@@ -116,14 +116,14 @@ def experiment(tmp_path):
     """Runs of mcce and focal (one seed) and a baseline written from them."""
     runs = write_experiment(tmp_path / "runs")
     baseline = tmp_path / "baseline.json"
-    gate.write_baseline(baseline, load_runs(runs))
+    gate.write_baseline(baseline, results_of(runs))
     return runs, baseline
 
 
 def worst_runs(tmp_path, name, worst: float):
     """A run whose worst class (train) has IoU ``worst`` (below every other class)."""
     write_run(tmp_path / name, "mcce", 0, [0.95, 0.80, 0.60, 0.60, 0.85, worst])
-    return load_runs(tmp_path / name)
+    return results_of(tmp_path / name)
 
 
 # ----------------------------------------------------------------------------- exit codes (CLI)
@@ -227,7 +227,7 @@ def test_runs_of_several_configs_are_refused(tmp_path):
     write_run(tmp_path / "runs", "mcce", 0, BASE_IOU["mcce"])
     write_run(tmp_path / "runs", "focal", 0, BASE_IOU["focal"], config_hash="other", experiment="exp2")
     with pytest.raises(UserError, match="2 different configs"):
-        load_runs(tmp_path / "runs")
+        results_of(tmp_path / "runs")
 
 
 @pytest.mark.parametrize("option", ["--tolerance=worst", "--tolerance=speed=1pp", "--tolerance=worst=-1pp",
@@ -307,11 +307,11 @@ def test_tolerance_given_in_points_on_the_command_line(tmp_path, capsys):
 def test_direction_awareness(tmp_path):
     base = [0.95, 0.80, 0.30, 0.60, 0.85, 0.20]
     write_run(tmp_path / "base", "mcce", 0, base)
-    baseline = gate.make_baseline(load_runs(tmp_path / "base"))
+    baseline = gate.make_baseline(results_of(tmp_path / "base"))
 
     def verdicts(name, iou):
         write_run(tmp_path / name, "mcce", 0, iou)
-        rows = gate.compare(load_runs(tmp_path / name), baseline, {"all": "100pp", "std": "0.5pp", "gini": "1pp",
+        rows = gate.compare(results_of(tmp_path / name), baseline, {"all": "100pp", "std": "0.5pp", "gini": "1pp",
                                                                     "worst": "1pp"}).rows
         return {r.metric: r.passed for r in rows if r.kind == "fairness"}
 
@@ -337,7 +337,7 @@ def test_default_tolerances_cover_every_metric_with_a_direction():
 def test_per_class_tolerance(tmp_path, capsys):
     runs = write_experiment(tmp_path / "runs", iou={"mcce": BASE_IOU["mcce"]})
     baseline = tmp_path / "b.json"
-    gate.write_baseline(baseline, load_runs(runs))
+    gate.write_baseline(baseline, results_of(runs))
     pole = CLASSES.index("pole")
 
     def run_with_pole(name, value):
@@ -363,10 +363,10 @@ def test_undefined_class_iou_is_skipped_with_a_note(tmp_path):
     iou = list(BASE_IOU["mcce"])
     iou[-1] = None
     write_run(tmp_path / "base", "mcce", 0, iou)
-    baseline = gate.make_baseline(load_runs(tmp_path / "base"))
+    baseline = gate.make_baseline(results_of(tmp_path / "base"))
     assert baseline["methods"]["mcce"]["iou"]["train"] is None
     write_run(tmp_path / "cur", "mcce", 0, BASE_IOU["mcce"])
-    result = gate.compare(load_runs(tmp_path / "cur"), baseline, {"all": "100pp"})
+    result = gate.compare(results_of(tmp_path / "cur"), baseline, {"all": "100pp"})
     train = next(r for r in result.rows if r.metric == "train")
     assert train.skipped and train.passed
     assert any("class train undefined in the baseline" in n for n in result.notes)
@@ -379,7 +379,7 @@ def spread_runs(tmp_path, name, worst_values):
     """Seeds whose worst class (train) has the given IoUs."""
     for seed, worst in enumerate(worst_values):
         write_run(tmp_path / name, "mcce", seed, [0.95, 0.80, 0.60, 0.60, 0.85, worst])
-    return load_runs(tmp_path / name)
+    return results_of(tmp_path / name)
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.12])
@@ -432,7 +432,7 @@ def test_baseline_stores_seed_means_spread_and_per_seed_values(tmp_path):
             2: [0.91, 0.8, 0.33, 0.61, 0.83, 0.3]}
     for seed, iou in ious.items():
         write_run(tmp_path / "runs", "mcce", seed, iou)
-    record = gate.make_baseline(load_runs(tmp_path / "runs"))["methods"]["mcce"]
+    record = gate.make_baseline(results_of(tmp_path / "runs"))["methods"]["mcce"]
     per_seed = np.array(list(ious.values()))
     assert record["seeds"] == [0, 1, 2] and record["n_seeds"] == 3
     np.testing.assert_allclose(list(record["iou"].values()), 100 * per_seed.mean(axis=0), rtol=1e-12)
@@ -458,7 +458,7 @@ def write_counted_run(root, counts, method="mcce", seed=0):
     iou = list(tp / (tp + fp + fn))
     path = write_run(root, method, seed, iou)
     edit_json(path, lambda d: d.__setitem__("per_image", {k: v.tolist() for k, v in counts.items()}))
-    return load_runs(root)
+    return results_of(root)
 
 
 def test_baseline_ci_halfwidths_match_scipy_bootstrap(tmp_path):
@@ -509,7 +509,7 @@ def test_ci_rule_allows_drops_inside_the_bootstrap_intervals(tmp_path):
 def test_ci_rule_without_bootstrap_data_is_a_user_error(experiment):
     runs, baseline = experiment
     with pytest.raises(UserError, match="no intervals"):
-        gate.compare(load_runs(runs), gate.read_baseline(baseline), rule="ci")
+        gate.compare(results_of(runs), gate.read_baseline(baseline), rule="ci")
 
 
 # ----------------------------------------------------------------------------- summary
@@ -577,7 +577,7 @@ def test_summary_is_appended_like_github_step_summary(experiment, tmp_path):
 def test_failure_lines_are_one_per_failing_metric(experiment, tmp_path):
     runs, baseline = experiment
     worse = {"mcce": [0.90, 0.80, 0.20, 0.60, 0.85, 0.10], "focal": BASE_IOU["focal"]}
-    result = gate.compare(load_runs(write_experiment(tmp_path / "cur", iou=worse)), gate.read_baseline(baseline))
+    result = gate.compare(results_of(write_experiment(tmp_path / "cur", iou=worse)), gate.read_baseline(baseline))
     lines = result.failure_lines()
     assert len(lines) == len(result.failures) and all(line.startswith("REGRESSION mcce ") for line in lines)
     named = {re.match(r"REGRESSION mcce (\S+):", line).group(1) for line in lines}
@@ -594,7 +594,7 @@ def test_failure_lines_are_one_per_failing_metric(experiment, tmp_path):
 def test_fairness_missing_from_a_run_is_computed_from_its_ious(tmp_path):
     path = write_run(tmp_path / "runs", "mcce", 0, BASE_IOU["mcce"])
     edit_json(path, lambda d: d.pop("fairness"))
-    record = gate.make_baseline(load_runs(tmp_path / "runs"))["methods"]["mcce"]
+    record = gate.make_baseline(results_of(tmp_path / "runs"))["methods"]["mcce"]
     expected = reference_fairness(BASE_IOU["mcce"])
     assert record["fairness"] == pytest.approx({m: 100 * expected[m] for m in gate.METRICS}, rel=1e-12)
 
@@ -603,9 +603,9 @@ def test_another_torch_or_device_is_a_note_not_a_failure(experiment, tmp_path):
     runs, baseline = experiment
     for path in Path(runs).rglob("metrics.json"):
         edit_json(path, lambda d: d.__setitem__("environment", {"torch": "9.9", "device": "cpu: x86_64"}))
-    assert not gate.compare(load_runs(runs), gate.read_baseline(baseline)).notes  # baseline's unknown
+    assert not gate.compare(results_of(runs), gate.read_baseline(baseline)).notes  # baseline's unknown
     edit_json(baseline, lambda d: d.__setitem__("environment", {"torch": "2.4.0", "device": "cpu: x86_64"}))
-    result = gate.compare(load_runs(runs), gate.read_baseline(baseline))
+    result = gate.compare(results_of(runs), gate.read_baseline(baseline))
     assert result.passed
     assert [n for n in result.notes if n.startswith("baseline made with")] == [
         "baseline made with torch 2.4.0, runs with 9.9: float results may differ within the tolerances"
