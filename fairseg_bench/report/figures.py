@@ -156,7 +156,7 @@ def plot_delta_iou(summary: Summary, labels: dict | None = None) -> Figure | Non
     ax.axvline(len(columns) - 1.5, color="#999999", lw=0.8, ls=":")
     ax.set_ylabel(f"Δ IoU vs {summary.reference} (pp)")
     level = round(summary.confidence * 100)
-    bars = (f"error bars: paired {level}% bootstrap CI over validation images{_and_seeds(summary)}"
+    bars = (f"error bars: paired {level}% bootstrap CI over the evaluated images{_and_seeds(summary)}"
             if has_ci.any().any()
             else "no error bars (no per-image statistics)")
     ax.set_title(f"IoU difference against {summary.reference}\n{bars}", fontsize=10)

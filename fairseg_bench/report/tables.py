@@ -282,7 +282,7 @@ def _seed_note(summary: Summary) -> list[str]:
 
 def _dagger_note(summary: Summary) -> str:
     seeds = " and seeds" if (summary.n_seeds > 1).any() else ""
-    return (f"{DAGGER}: the paired bootstrap {round(summary.confidence * 100)}% interval (over validation "
+    return (f"{DAGGER}: the paired bootstrap {round(summary.confidence * 100)}% interval (over the evaluated "
             f"images{seeds}) of the difference against {summary.reference} excludes zero.")
 
 
