@@ -8,10 +8,13 @@ pair, interleaved in every round, median over the rounds, one thread:
   (``joint_histogram`` of the raw labelIds and ``PairCounter``'s fold to the class matrix);
 - ``boundary counts``: :func:`fairseg_bench.core.boundary.boundary_counts` on the trainId maps
   (19 classes, d = 46), the ratio against the confusion count being the figure of merit;
-- ``boundary counts, packed bits``: :func:`~fairseg_bench.core.boundary.boundary_counts_given_confusion`,
-  what ``evaluate --predictions --boundary`` runs: the class totals of the pair's confusion matrix less
-  the interior's, found on packed bits (checked equal to ``boundary counts`` in the run);
-- ``labelId -> trainId``: the two lookups the boundary needs first (its maps are class indices);
+- ``boundary counts, packed bits``: :func:`~fairseg_bench.core.boundary.boundary_counts_given_confusion`
+  on the class maps: the class totals of the pair's confusion matrix less the interior's, found on
+  packed bits (checked equal to ``boundary counts`` in the run);
+- ``boundary counts, packed bits on labelIds``: the same on the raw labelId maps with the labelId ->
+  class table (``classes=``; each class has one labelId), what ``evaluate --predictions --boundary``
+  runs on Cityscapes: no lookup of the whole maps (checked equal too);
+- ``labelId -> trainId``: the two lookups the other paths need first (their maps are class indices);
 - ``boundary counts (torch)``: :func:`~fairseg_bench.core.boundary.boundary_counts_torch` on CPU;
 - ``per-class erosion`` (reference, one round): ``scipy.ndimage.binary_erosion`` of every class
   mask of both maps, ``d`` iterations of a 3x3 square, the definition done naively.
@@ -122,10 +125,21 @@ def main(argv=None) -> int:
         packed = iter(matrices)
         return per_pair_ms(packed_counts, codes)
 
+    classes = np.minimum(lut, K).astype(np.uint8)  # labelId -> code, K: no class
+
+    def raw_counts(a, b):
+        return boundary_counts_given_confusion(a, b, next(packed), classes=classes)
+
+    def raw_ms() -> float:
+        nonlocal packed
+        packed = iter(matrices)
+        return per_pair_ms(raw_counts, raw)
+
     methods = {
         "confusion count": lambda: per_pair_ms(count, raw),
         "boundary counts": lambda: per_pair_ms(lambda a, b: boundary_counts(a, b, K), train),
         "boundary counts, packed bits": packed_ms,
+        "boundary counts, packed bits on labelIds": raw_ms,
         "labelId -> trainId": lambda: per_pair_ms(lambda a, b: (lut[a], lut[b]), raw),
         "boundary counts (torch)": lambda: per_pair_ms(lambda a, b: boundary_counts_torch(a, b, K), as_torch),
     }
@@ -137,9 +151,12 @@ def main(argv=None) -> int:
         for name in names[r % len(names):] + names[: r % len(names)]:
             times[name].append(methods[name]())
     med = {name: statistics.median(v) for name, v in times.items()}
-    for (a, b), (ca, cb), matrix in zip(train, codes, matrices):
-        fast, slow = boundary_counts_given_confusion(ca, cb, matrix), boundary_counts(a, b, K)
+    for (a, b), (ca, cb), (ra, rb), matrix in zip(train, codes, raw, matrices):
+        slow = boundary_counts(a, b, K)
+        fast = boundary_counts_given_confusion(ca, cb, matrix)
         assert all(np.array_equal(x, y) for x, y in zip(fast, slow)), "the packed path disagrees"
+        fast = boundary_counts_given_confusion(ra, rb, matrix, classes=classes)
+        assert all(np.array_equal(x, y) for x, y in zip(fast, slow)), "the packed path on labelIds disagrees"
     if not args.no_naive:
         expected = boundary_counts(*train[0], K)
         got = naive_counts(*train[0], d)

@@ -72,6 +72,21 @@ def _code_table(lut: np.ndarray, num_classes: int) -> np.ndarray:
     return np.where((table >= 0) & (table < num_classes), table, num_classes).astype(np.uint8)
 
 
+def _raw_value_classes(label_codes: np.ndarray | None, prediction_codes: np.ndarray | None,
+                       num_classes: int) -> np.ndarray | None:
+    """The one code table of both maps' raw values when Boundary IoU can be counted on them, else None.
+
+    That needs one raw value per class (Cityscapes' labelIds, trainIds, CamVid's ids) read alike in
+    labels and predictions; otherwise the maps are looked up into class codes first.
+    """
+    if label_codes is None or prediction_codes is None:
+        return None
+    some_class = (label_codes < num_classes) | (prediction_codes < num_classes)
+    one_value_each = np.bincount(label_codes, minlength=num_classes + 1)[:num_classes].max(initial=0) <= 1
+    agree = np.array_equal(label_codes[some_class], prediction_codes[some_class])
+    return label_codes if one_value_each and agree else None
+
+
 def _lookup(values: np.ndarray, table: np.ndarray | None) -> np.ndarray:
     """``table[values]`` of a uint8 map by Pillow's ``point`` (several times faster than numpy's indexing)."""
     if table is None:
@@ -92,6 +107,7 @@ class PairCounter:
             self.label_codes, self.prediction_codes = _code_table(label_lut, K), _code_table(prediction_lut, K)
         else:
             self.label_codes = self.prediction_codes = None
+        self.raw_classes = _raw_value_classes(self.label_codes, self.prediction_codes, K)
         self.label_classes, self.prediction_classes = _class_map_lut(label_lut), _class_map_lut(prediction_lut)
         gt = np.asarray(label_lut, np.int64)
         pred = np.asarray(prediction_lut, np.int64)
@@ -124,6 +140,8 @@ class PairCounter:
         if self.label_codes is None or self.prediction_codes is None:  # K >= 255: no uint8 codes
             label, prediction = _lookup(label, self.label_classes), _lookup(prediction, self.prediction_classes)
             return np.stack(boundary_counts(label, prediction, self.num_classes, ignore_index=255))
+        if self.raw_classes is not None:  # no lookup of the whole maps
+            return np.stack(boundary_counts_given_confusion(label, prediction, matrix, classes=self.raw_classes))
         codes = _lookup(label, self.label_codes), _lookup(prediction, self.prediction_codes)
         return np.stack(boundary_counts_given_confusion(*codes, matrix))
 

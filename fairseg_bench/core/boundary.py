@@ -258,8 +258,9 @@ def _run_bincount(keys: np.ndarray, bins: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- numpy, packed bits
-def boundary_counts_given_confusion(label_codes: np.ndarray, prediction_codes: np.ndarray, confusion: np.ndarray,
-                                    *, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def boundary_counts_given_confusion(label: np.ndarray, prediction: np.ndarray, confusion: np.ndarray, *,
+                                    classes: np.ndarray | None = None,
+                                    width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`boundary_counts` of one image whose confusion matrix is already counted: the same numbers, faster.
 
     Every pixel of a class lies in its ``G_d`` but those of the *interior*, whose window holds
@@ -269,46 +270,101 @@ def boundary_counts_given_confusion(label_codes: np.ndarray, prediction_codes: n
     byte (the map sampled every 8th column) and a popcount, never a pass over the pixels. For
     ``d < 7`` this falls back to :func:`boundary_counts`.
 
+    The maps may hold raw values (a data set's label ids) instead of class codes: ``classes``
+    maps them to codes, and only the sampled bytes are looked up. That is exact because each
+    class has one raw value: a window uniform in codes around a pixel of a class is uniform in
+    raw values, and the windows of "no class" pixels are never counted.
+
     Args:
-        label_codes: the label's class indices in ``[0, K]``, ``K`` for ignored pixels.
-        prediction_codes: the predicted class indices in ``[0, K]``, ``K`` for a void prediction.
+        label: the label's class codes in ``[0, K]`` (``K`` for ignored pixels), or raw values.
+        prediction: the predicted class codes in ``[0, K]`` (``K`` for a void prediction), or raw
+            values in the label's value space.
         confusion: the image's ``(K, K + 1)`` matrix (rows: label class over the labelled
             pixels; columns: predicted class, then void).
+        classes: with raw maps, the ``(256,)`` table value -> code (``K``: no class), at most one
+            value per class; None for maps of codes.
         width: ``d``; default :func:`boundary_width` of the image size.
 
     Returns:
         ``(intersection, union)``, int64 ``(K,)`` each.
 
     Shape:
-        label_codes, prediction_codes ``(H, W)``; confusion ``(K, K + 1)``.
+        label, prediction ``(H, W)`` uint8; confusion ``(K, K + 1)``.
     """
-    g, p = np.asarray(label_codes), np.asarray(prediction_codes)
+    g, p = np.asarray(label), np.asarray(prediction)
     _check_shapes(g, p)
     matrix = np.asarray(confusion, np.int64)
     K = matrix.shape[0]
     if matrix.shape != (K, K + 1):
         raise ValueError(f"the confusion matrix must be (K, K + 1) with the void column; got {matrix.shape}")
+    table = _class_table(classes, K)
     d = _width(g, width)
-    if g.ndim != 2 or d < 7:
-        return boundary_counts(g, p, K, ignore_index=K, width=d)
-    h, w = g.shape
-    inner_g, inner_p = _interior_bits(g, d), _interior_bits(p, d)
-    labelled = _bit_words(g != K)
-    equal = _bit_words(g == p) & labelled
-    g8, p8 = np.ascontiguousarray(g[:, ::8]).ravel(), np.ascontiguousarray(p[:, ::8]).ravel()
+    if g.ndim != 2 or d < 7 or g.dtype != np.uint8 or p.dtype != np.uint8:
+        label_codes, prediction_codes = (g, p) if classes is None else (table[g], table[p])
+        return boundary_counts(label_codes, prediction_codes, K, ignore_index=K, width=d)
+    w = g.shape[1]
+    label_changes = _bit_words(_changes(g, -1))
+    inner_g, inner_p = _interior_bits(g, d, label_changes), _interior_bits(p, d)
+    g8, p8 = _byte_classes(g, table), _byte_classes(p, table)
+    labelled = _labelled_bits(g, label_changes, g8, table, K)
     label_total, prediction_total = matrix.sum(1), matrix[:, :K].sum(0)
     label_d = label_total - _bits_per_class(inner_g, g8, w, K)
     prediction_d = prediction_total - _bits_per_class(inner_p & labelled, p8, w, K)
-    # a labelled pixel with g == p == c is outside G_d or P_d when either map's interior holds it;
-    # its class is the label's byte class where the label's interior touches the byte, else the prediction's
+    # a pixel with g == p of class c is outside G_d or P_d when either map's interior holds it; its
+    # class is the label's byte class where the label's interior touches the byte (the byte is then
+    # uniform in the label), else the prediction's. A class there (not K) makes the pixel labelled.
     owner = np.where(_bytes(inner_g, w).ravel() != 0, g8, p8)
+    equal = _bit_words(g == p)
     intersection = np.diagonal(matrix[:, :K]) - _bits_per_class((inner_g | inner_p) & equal, owner, w, K)
     return intersection, label_d + prediction_d - intersection
 
 
+def _class_table(classes: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """The ``(256,)`` uint8 value -> code table (identity on codes when None); at most one value per class."""
+    K = num_classes
+    if classes is None:
+        return np.minimum(np.arange(256), K).astype(np.uint8)
+    table = np.asarray(classes)
+    if table.shape != (256,) or np.any((table < 0) | (table > K)):
+        raise ValueError(f"classes must be a (256,) table of codes in [0, {K}]")
+    if np.any(np.bincount(table, minlength=K + 1)[:K] > 1):
+        raise ValueError("classes maps two values to one class: count on class codes instead")
+    return table.astype(np.uint8)
+
+
+def _byte_classes(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``(H * ceil(W / 8),)`` uint8: the code of every 8th pixel of each row (the first of each byte of bits)."""
+    return np.take(table, np.ascontiguousarray(values[:, ::8])).ravel()  # take: faster than indexing here
+
+
+def _labelled_bits(label: np.ndarray, changes: np.ndarray, byte_class: np.ndarray, table: np.ndarray,
+                   num_classes: int) -> np.ndarray:
+    """:func:`_bit_words` of ``table[label] < K``, looking up only the bytes whose 8 pixels differ.
+
+    A byte with no horizontal change inside (``changes``, the packed change map) is one value, its
+    sampled ``byte_class``; the rest (near the label's edges, and a last partial byte) are looked up.
+    """
+    h, w = label.shape
+    per_byte = -(byte_class < num_classes).view(np.uint8).reshape(h, -1)  # 0xFF or 0
+    mixed = (_bytes(changes, w) & np.uint8(0x7F)) != 0  # bit k: column 8b + k differs from 8b + k + 1
+    if w % 8:
+        mixed[:, -1] = True  # its missing columns must read as unlabelled
+    if mixed.any():
+        rows, cols = np.divmod(np.flatnonzero(mixed), mixed.shape[1])
+        columns = cols[:, None] * 8 + np.arange(8)
+        pixels = label[rows[:, None], np.minimum(columns, w - 1)]
+        per_byte[rows, cols] = np.packbits((table[pixels] < num_classes) & (columns < w), axis=-1,
+                                           bitorder="little")[:, 0]
+    return _words_of_bytes(per_byte)
+
+
 def _bit_words(mask: np.ndarray) -> np.ndarray:
     """``(H, W)`` bool -> ``(H, ceil(W / 64))`` uint64: bit ``j`` of a row is column ``j`` (little-endian)."""
-    packed = np.packbits(mask, axis=-1, bitorder="little")
+    return _words_of_bytes(np.packbits(mask, axis=-1, bitorder="little"))
+
+
+def _words_of_bytes(packed: np.ndarray) -> np.ndarray:
+    """``(H, B)`` uint8 bytes of bits -> ``(H, ceil(B / 8))`` uint64 words (zero bytes appended)."""
     missing = -packed.shape[-1] % 8
     if missing:
         packed = np.concatenate([packed, np.zeros(packed.shape[:-1] + (missing,), np.uint8)], axis=-1)
@@ -325,8 +381,8 @@ def _bits_per_class(words: np.ndarray, byte_class: np.ndarray, width: int, num_c
     ones = _popcount(_bytes(words, width)).ravel()  # the popcount's output is contiguous: no copy
     bins = num_classes + 1
     if bins * 9 <= 256:  # one uint8 key per byte, (class, popcount): an unweighted count is cheaper
-        keys = byte_class * np.uint8(9) + ones
-        per_key = np.bincount(keys, minlength=bins * 9).reshape(bins, 9)
+        keys = byte_class * np.uint8(9) + ones  # long runs of one key: interiors are whole bytes of one class
+        per_key = _run_bincount(keys, bins * 9).reshape(bins, 9)
         return (per_key @ np.arange(9))[:num_classes].astype(np.int64)
     return np.bincount(byte_class, weights=ones, minlength=bins)[:num_classes].astype(np.int64)
 
@@ -362,18 +418,30 @@ def _shift_bits(words: np.ndarray, k: int) -> np.ndarray:
 def _window_any_bits(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """:func:`_window_any` along the bits of word rows: bit ``i`` = OR of bits ``i + lo .. i + hi``."""
     length = hi - lo + 1
-    m, p = words.copy(), 1
-    while 2 * p <= length:
-        m |= _shift_bits(m, p)
+    n = words.shape[-1]
+    m = np.zeros(words.shape[:-1] + (n + 1,), words.dtype)  # a zero word after each row: the last carry
+    m[:, :n] = words
+    body, p = m[:, :n], 1
+    while 2 * p <= length and p < 64:  # bit i |= bit i + p, carrying from the next word
+        body |= (body >> np.uint64(p)) | (m[:, 1:] << np.uint64(64 - p))
         p *= 2
-    out = _shift_bits(m, lo)
-    out |= _shift_bits(m, lo + length - p)
+    while 2 * p <= length:  # whole words (overlapping operands: numpy buffers them)
+        q = p // 64
+        body[:, :n - q] |= body[:, q:]
+        p *= 2
+    out = _shift_bits(body, lo)
+    out |= _shift_bits(body, lo + length - p)
     return out
 
 
-def _interior_bits(codes: np.ndarray, d: int) -> np.ndarray:
-    """The complement of :func:`_boundary_mask` as :func:`_bit_words`: pixels whose window is uniform."""
-    rows = _window_any_bits(_bit_words(_changes(codes, -1)), -d, d - 1)
+def _interior_bits(codes: np.ndarray, d: int, changes: np.ndarray | None = None) -> np.ndarray:
+    """The complement of :func:`_boundary_mask` as :func:`_bit_words`: pixels whose window is uniform.
+
+    ``changes``: the packed horizontal change map of ``codes``, when already made.
+    """
+    if changes is None:
+        changes = _bit_words(_changes(codes, -1))
+    rows = _window_any_bits(changes, -d, d - 1)
     near = _window_any(rows, -d, d, -2) | _window_any(_bit_words(_changes(codes, -2)), -d, d - 1, -2)
     return ~near & _inner_region(*codes.shape, d)
 

@@ -155,6 +155,58 @@ def test_packed_bits_path_structured_pole_and_border(d):
     np.testing.assert_array_equal(union, ref_union)
 
 
+RAW_IGNORED = (0, 1, 2, 9, 14, 200, 255)  # several raw values of "no class", as Cityscapes' labelIds
+
+
+def raw_values_of(codes, k, rng):
+    """Raw maps for class codes: class c -> value 3 * c + 30, "no class" -> any of RAW_IGNORED; and the table."""
+    table = np.full(256, k, np.uint8)
+    table[3 * np.arange(k) + 30] = np.arange(k)
+    raw = (3 * codes.astype(np.int64) + 30).astype(np.uint8)
+    none = codes == k
+    raw[none] = rng.choice(RAW_IGNORED, int(none.sum()))
+    return raw, table
+
+
+@pytest.mark.parametrize("d", [7, 11, 30])
+@pytest.mark.parametrize("seed", range(5))
+def test_packed_bits_path_on_raw_values_matches_reference(seed, d):
+    rng = np.random.default_rng(300 + seed)
+    shape = tuple(int(n) for n in rng.integers(20, 150, 2))
+    label, pred = random_pair(rng, shape=shape, k=5, block=int(rng.integers(1, 12)))
+    pred[rng.random(shape) < 0.03] = 200
+    g, p, matrix = codes_and_confusion(label, pred, 5)
+    (raw_g, table), (raw_p, _) = raw_values_of(g, 5, rng), raw_values_of(p, 5, rng)
+    inter, union = boundary_counts_given_confusion(raw_g, raw_p, matrix, classes=table, width=d)
+    ref_inter, ref_union = reference_counts(label, np.where(pred < 5, pred, 5), 5, d)
+    np.testing.assert_array_equal(inter, ref_inter)
+    np.testing.assert_array_equal(union, ref_union)
+
+
+@pytest.mark.parametrize("d", [64, 130])  # windows of whole 64-bit words
+def test_packed_bits_path_with_wide_windows_equals_the_pixel_path(d):
+    rng = np.random.default_rng(d)
+    label = np.zeros((300, 709), np.uint8)
+    label[:, 350:] = 1  # two halves wide enough to keep an interior
+    label[100:200, 620:690] = 2
+    pred = np.roll(label, (5, 9), axis=(0, 1))
+    pred[rng.random(pred.shape) < 0.001] = 3
+    g, p, matrix = codes_and_confusion(label, pred, 4)
+    fast = boundary_counts_given_confusion(g, p, matrix, width=d)
+    slow = boundary_counts(label, pred, 4, width=d)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+    assert 0 < fast[0][0] < matrix[0, 0]  # some matched pixels of class 0 are interior
+
+
+def test_raw_values_need_one_value_per_class():
+    g = np.zeros((16, 16), np.uint8)
+    table = np.full(256, 2, np.uint8)
+    table[[0, 1]] = 0  # two values of class 0: a uniform raw window is then not the class's interior
+    with pytest.raises(ValueError, match="two values to one class"):
+        boundary_counts_given_confusion(g, g, np.zeros((2, 3), np.int64), classes=table, width=7)
+
+
 def test_packed_bits_path_at_cityscapes_size_equals_the_pixel_path():
     rng = np.random.default_rng(3)
     label, pred = random_pair(rng, shape=(1024, 2048), k=19, block=64)

@@ -139,3 +139,16 @@ def test_prediction_folder_boundary_counts_at_a_width_of_the_packed_path(tmp_pat
         assert record["boundary"]["per_image"]["intersection"][i] == inter.tolist()
         assert record["boundary"]["per_image"]["union"][i] == union.tolist()
     assert sum(record["boundary"]["union"]) > 0
+
+
+def test_prediction_folders_count_boundaries_on_raw_values_only_with_one_value_per_class():
+    from fairseg_bench.data.cityscapes import CityscapesSegmentation
+    from fairseg_bench.predictions import PairCounter
+
+    lut = CityscapesSegmentation.LUT
+    assert PairCounter(lut, lut, 19, boundary=True).raw_classes is not None  # labelIds: no lookup of the maps
+    merged = lut.copy()
+    merged[5] = 0  # two labelIds of class 0: the maps must be looked up into codes first
+    assert PairCounter(merged, merged, 19, boundary=True).raw_classes is None
+    shifted = np.roll(lut, 1)  # predictions whose values mean other classes than the labels'
+    assert PairCounter(lut, shifted, 19, boundary=True).raw_classes is None
