@@ -29,7 +29,7 @@ PRESET_HASHES = {
     "camvid": "5608f6af494b06937dbd9273feaa95b002d8062895e84242bc9fe11de32cd569",
     "ci": "1a6581cefe8789f22fc87296d9fbf88d507dd1a9113a3c3b15023326401d16ee",
     "cityscapes_dlv3p_r101": "b8f1a4deaea0191e03df881a47d7db6a1e0bcdc29a389778368cf9a1c3a811ed",
-    "quick": "ae4e9111c83a3734241ff27e6ad3d44b51563ba0d3c7b5eb319a1491a5d5e8b4",
+    "quick": "f77a132108e3c771af4fb47c2b99d13d451eb7ba8d5f6f2f22a62fd05f0e9bc0",
     "quick-long": "440a041c9553e503f3b8e11923562b6e90fe6e4f04d96bc64cd71fa69ccd480e",
     "trained": "ca46c35daf52c88f3ec471525730f81bbc1397d3947cd8b7a22913ef190b6453",
     "voc_dlv3p_r101": "a3e6532428df3b955f10ad68812d71957b6d7fb20dc5f396aca1dce8354b7d8e",
@@ -66,8 +66,8 @@ def test_quick_is_the_default_benchmark():
     cfg = load_config("quick")
     assert cfg.data.dataset == "synthetic" and cfg.seeds == (0,)
     assert cfg.losses == ("mcce", "focal", "tce")
-    assert (cfg.optim.name, cfg.optim.lr, cfg.train.batch_size, cfg.train.iters) == ("adam", 6e-3, 4, 2000)
-    assert (cfg.model.name, cfg.train.amp) == ("unet_lite", "auto")
+    assert (cfg.optim.name, cfg.optim.lr, cfg.train.batch_size, cfg.train.iters) == ("adam", 6e-3, 4, 3000)
+    assert (cfg.model.name, cfg.train.amp) == ("unet_add", "auto")
     assert len(load_config("quick-long").seeds) >= 3
 
 

@@ -36,7 +36,7 @@ def test_forward_shape_and_backward(name):
         assert model(x[:1]).shape == (1, 5, 48, 64)
 
 
-@pytest.mark.parametrize("name", ["unet_small", "unet_tiny", "unet_lite"])
+@pytest.mark.parametrize("name", ["unet_small", "unet_tiny", "unet_lite", "unet_add"])
 def test_unet_full_resolution_on_odd_sizes(name):
     model = build_model(name, num_classes=3).eval()
     with torch.no_grad():
@@ -67,6 +67,7 @@ def test_small_models_are_small():
     assert 0.3e6 < _params(build_model("unet_small", num_classes=19)) < 0.6e6
     assert _params(build_model("unet_tiny", num_classes=19)) < 0.2e6
     assert 0.3e6 < _params(build_model("unet_lite", num_classes=19)) < 0.6e6
+    assert 0.3e6 < _params(build_model("unet_add", num_classes=19)) < 0.4e6
 
 
 def _training_flops(name: str) -> int:
@@ -82,6 +83,12 @@ def test_unet_lite_costs_two_thirds_of_unet_small():
     # the quick preset's model: one conv in and one conv out at full resolution (measured 1.6x
     # faster per CPU step: the full-resolution BatchNorm/ReLU/upsampling traffic shrinks too)
     assert _training_flops("unet_lite") < 0.7 * _training_flops("unet_small")
+
+
+def test_unet_add_costs_two_thirds_of_unet_lite():
+    # the quick preset's model: its decoder convs read the skip's width, not skip + upsampled
+    # (measured ~1.5x faster per CPU step than unet_lite in float32, benchmarks/README.md)
+    assert _training_flops("unet_add") < 0.7 * _training_flops("unet_lite")
 
 
 
