@@ -29,7 +29,7 @@ import torch
 from scipy.ndimage import gaussian_filter, zoom
 
 from fairseg_bench.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from fairseg_bench.data.transforms import normalize_image
+from fairseg_bench.data.normalize import normalize_image
 from fairseg_bench.errors import UserError
 
 # Bump when the drawing changes: it is part of the class-index cache key.
