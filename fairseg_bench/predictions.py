@@ -332,7 +332,7 @@ def evaluate_predictions(predictions, *, dataset: str | None = None, root=None, 
     """Evaluate a prediction folder; write its ``metrics.json`` and print the tables. Returns the file.
 
     ``boundary``: also count Boundary IoU (``--boundary``; off by default: at Cityscapes size it
-    makes the evaluation ~1.5x as long, see benchmarks/README.md); ``groups``: a parsed
+    makes the evaluation ~1.3x as long, see benchmarks/README.md); ``groups``: a parsed
     ``--groups`` grouping for the printed group tables.
     """
     from fairseg_bench.results import write_json_atomic

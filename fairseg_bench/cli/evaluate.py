@@ -65,7 +65,7 @@ def _source(ctx: click.Context) -> str:
               help="Also write one prediction PNG per image (class ids, named by the image) to this folder; "
                    "`evaluate --predictions` reads it back to the same confusion matrix.", **_only("checkpoint"))
 @click.option("--boundary", is_flag=True, default=None,
-              help="Also count Boundary IoU (a Cityscapes-size folder then takes ~1.5x as long; see "
+              help="Also count Boundary IoU (a Cityscapes-size folder then takes ~1.3x as long; see "
                    "benchmarks/README.md). Runs and --checkpoint always count it.", **_only("predictions"))
 @groups_option
 @click.option("--quiet", is_flag=True, default=None)
