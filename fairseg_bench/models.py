@@ -168,12 +168,15 @@ class LiteUNet(nn.Module):
             x = encoder(F.max_pool2d(x, 2))
             skips.append(x)
         x = skips.pop()
-        for decoder in self.decoders:
-            skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = decoder(torch.cat([x, skip], dim=1))
+        for level, skip in enumerate(reversed(skips)):
+            x = self._decode(level, x, skip)
         x = F.interpolate(self.project(x), size=full.shape[-2:], mode="bilinear", align_corners=False)
         return self.classifier(self.refine(x + full))
+
+    def _decode(self, level: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Decoder level ``level`` (coarsest first): the coarser features, upsampled, joined to the skip."""
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.decoders[level](torch.cat([x, skip], dim=1))
 
 
 class AddUNet(LiteUNet):
@@ -194,18 +197,9 @@ class AddUNet(LiteUNet):
         self.lateral = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 1, bias=False) for i in levels)
         self.decoders = nn.ModuleList(_conv_bn_relu(widths[i], widths[i]) for i in levels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        full = self.stem(x)
-        x, skips = full, []
-        for encoder in self.encoders:
-            x = encoder(F.max_pool2d(x, 2))
-            skips.append(x)
-        x = skips.pop()
-        for lateral, decoder in zip(self.lateral, self.decoders):
-            skip = skips.pop()
-            x = decoder(F.interpolate(lateral(x), size=skip.shape[-2:], mode="bilinear", align_corners=False) + skip)
-        x = F.interpolate(self.project(x), size=full.shape[-2:], mode="bilinear", align_corners=False)
-        return self.classifier(self.refine(x + full))
+    def _decode(self, level: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(self.lateral[level](x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.decoders[level](x + skip)
 
 
 def _resnet_weights(depth: int, pretrained: bool):
