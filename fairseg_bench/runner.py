@@ -412,6 +412,10 @@ def run_task(cfg: ExperimentConfig, loss: str, seed: int) -> Path:
     try:
         exp = prepare(cfg, rank=rank, world_size=world_size, device=device)
         run_one(exp, losses[0], seed)
+        if world_size > 1:
+            # every rank past its last collective before the group is torn down: a rank that exits
+            # while another's gloo work is in flight can abort at interpreter shutdown
+            dist.barrier()
         return run_folder(exp, losses[0], seed)
     finally:
         if world_size > 1:
