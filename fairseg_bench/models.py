@@ -193,6 +193,8 @@ class AddUNet(LiteUNet):
 
     def __init__(self, num_classes: int, widths=(16, 32, 64, 128)):
         super().__init__(num_classes, widths)
+        # replaces LiteUNet's concatenating decoders; their initialisation draws stay, so a seed gives
+        # the weights that reports/quick was trained from
         levels = list(reversed(range(1, len(widths) - 1)))
         self.lateral = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 1, bias=False) for i in levels)
         self.decoders = nn.ModuleList(_conv_bn_relu(widths[i], widths[i]) for i in levels)

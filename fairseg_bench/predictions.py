@@ -79,12 +79,13 @@ def _raw_value_classes(label_codes: np.ndarray | None, prediction_codes: np.ndar
     That needs one raw value per class (Cityscapes' labelIds, trainIds, CamVid's ids) read alike in
     labels and predictions; otherwise the maps are looked up into class codes first.
     """
+    from fairseg_bench.core.boundary import one_value_per_class
+
     if label_codes is None or prediction_codes is None:
         return None
     some_class = (label_codes < num_classes) | (prediction_codes < num_classes)
-    one_value_each = np.bincount(label_codes, minlength=num_classes + 1)[:num_classes].max(initial=0) <= 1
     agree = np.array_equal(label_codes[some_class], prediction_codes[some_class])
-    return label_codes if one_value_each and agree else None
+    return label_codes if agree and one_value_per_class(label_codes, num_classes) else None
 
 
 def _lookup(values: np.ndarray, table: np.ndarray | None) -> np.ndarray:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["boundary_width", "boundary_counts", "boundary_counts_given_confusion", "boundary_counts_torch",
-           "boundary_iou", "BoundaryIoU"]
+           "boundary_iou", "one_value_per_class", "BoundaryIoU"]
 
 DILATION_RATIO = 0.02
 
@@ -327,9 +327,15 @@ def _class_table(classes: np.ndarray | None, num_classes: int) -> np.ndarray:
     table = np.asarray(classes)
     if table.shape != (256,) or np.any((table < 0) | (table > K)):
         raise ValueError(f"classes must be a (256,) table of codes in [0, {K}]")
-    if np.any(np.bincount(table, minlength=K + 1)[:K] > 1):
+    if not one_value_per_class(table, K):
         raise ValueError("classes maps two values to one class: count on class codes instead")
     return table.astype(np.uint8)
+
+
+def one_value_per_class(table: np.ndarray, num_classes: int) -> bool:
+    """Whether a value -> code table (codes in ``[0, K]``, ``K``: no class) gives each class at most one value:
+    the condition for counting Boundary IoU on raw values (``boundary_counts_given_confusion(classes=)``)."""
+    return bool(np.bincount(np.asarray(table), minlength=num_classes + 1)[:num_classes].max(initial=0) <= 1)
 
 
 def _byte_classes(values: np.ndarray, table: np.ndarray) -> np.ndarray:

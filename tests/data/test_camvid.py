@@ -11,7 +11,7 @@ from support.camvid import NAMES, SHAPE, blocky, labels_of, write_tiny_config
 from support.cli import call_main as cli
 
 from fairseg_bench.data import DATASETS, build_dataset
-from fairseg_bench.data.camvid import CAMVID_PALETTE, check_root
+from fairseg_bench.data.camvid import CAMVID_PALETTE, PREDICTION_LUT, check_root
 from fairseg_bench.data.label_sets import CAMVID_CLASSES
 from fairseg_bench.errors import UserError
 from fairseg_bench.results import read_record
@@ -273,3 +273,30 @@ def test_real_short_run_and_evaluate_on_test_through_the_cli(tmp_path, capsys):
     assert code == 0, err
     again = read_record(tmp_path / "runs" / "camvid" / "mcce-s0" / "metrics-test.json")
     np.testing.assert_array_equal(again["confusion_matrix"], run["confusion_matrix"])
+
+
+@real
+def test_real_boundary_counts_of_a_prediction_folder_match_a_per_class_erosion():
+    """Real label maps (poles, signs, the void border): ``PairCounter`` counts Boundary IoU on the raw ids
+    (each class one id), checked against d binary erosions of every class mask (scipy), at d = 12."""
+    from scipy import ndimage
+
+    from fairseg_bench.core.boundary import boundary_width
+    from fairseg_bench.predictions import PairCounter
+
+    ds = build_dataset("camvid", root=SHARED_CAMVID, split="test")
+    counter = PairCounter(type(ds).LUT, PREDICTION_LUT, 11, boundary=True)
+    assert counter.raw_classes is not None  # ids 0-10 are the classes: no lookup of the maps
+    square = np.ones((3, 3), bool)
+    for i in (0, 70, 150):  # dusk and daylight frames; the next frame's label as the "prediction"
+        label, prediction = ds.raw_label(i), ds.raw_label(i + 1)
+        d = boundary_width(*label.shape)
+        assert d == 12
+        matrix = counter.count_maps(label, prediction, Path("label"), Path("prediction"))
+        inter, union = counter.boundary_counts(label, prediction, matrix)
+        valid = label != 11
+        for c in range(11):
+            g, p = label == c, prediction == c
+            g_d = g & ~ndimage.binary_erosion(g, square, iterations=d, border_value=0) & valid
+            p_d = p & ~ndimage.binary_erosion(p, square, iterations=d, border_value=0) & valid
+            assert (inter[c], union[c]) == ((g_d & p_d).sum(), (g_d | p_d).sum()), (i, CAMVID_CLASSES[c])
