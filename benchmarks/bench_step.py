@@ -1,9 +1,10 @@
 """One training step of the default model on CPU: the old path (NCHW, float32) against the new ones.
 
 Four variants: the contiguous float32 layout the CPU trained in before; the model in
-channels_last with its NHWC logits going straight into the loss; ``engine.to_channels_last``
-(channels_last model, logits copied back to NCHW for the loss) in float32, what ``run`` trains
-with under ``train.amp: false``; and the same under bfloat16 autocast (``train.amp: bf16``:
+channels_last with its logits copied back to NCHW for the loss (the previous path);
+``engine.to_channels_last`` with ``engine.loss_input`` (the per-pixel CE reads the NHWC logits in
+place) in float32, what ``run`` trains with under ``train.amp: false``; and the same under
+bfloat16 autocast (``train.amp: bf16``:
 oneDNN runs the convolutions natively in bfloat16 on CPUs with AVX512-BF16 or AMX, and emulates
 it ~10x slower elsewhere). The table marks the variant ``train.amp: auto`` (the presets' default)
 picks on this machine: bfloat16 where it is native, channels_last float32 elsewhere.
@@ -36,7 +37,7 @@ from fairseg_bench.precision import resolve_precision
 
 # name: (layout, autocast dtype)
 VARIANTS = {"contiguous, float32 (before)": (torch.contiguous_format, None),
-            "channels_last, NHWC logits, float32": (torch.channels_last, None),
+            "channels_last, logits copied to NCHW, float32": ("copy", None),
             "channels_last, float32 (amp: false)": ("engine", None),
             "channels_last, bfloat16 (amp: bf16)": ("engine", torch.bfloat16)}
 
@@ -51,7 +52,8 @@ class Step:
     """Model, loss and optimizer in one memory layout and precision; ``__call__`` runs ``n`` steps."""
 
     def __init__(self, model, num_classes: int, layout, autocast, images, target):
-        if layout == "engine":  # what the runner trains with: engine.to_channels_last
+        self.engine = layout == "engine"  # what the runner trains with: engine.to_channels_last + loss_input
+        if layout in ("engine", "copy"):
             self.model, layout = engine.to_channels_last(copy.deepcopy(model)), torch.channels_last
         else:
             self.model = copy.deepcopy(model).to(memory_format=layout)
@@ -66,7 +68,8 @@ class Step:
             images = self.images.contiguous(memory_format=self.layout)  # as engine.train does per batch
             with torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
                 logits = self.model(images)
-            loss = self.criterion(logits.float(), self.target)  # as engine.train
+            logits = engine.loss_input(logits, self.criterion) if self.engine else logits.contiguous().float()
+            loss = self.criterion(logits, self.target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -83,7 +83,7 @@ def main() -> None:
         images = torch.stack([x for x, _ in items]).contiguous(memory_format=CL)
         with torch.autocast("cpu", dtype=precision.dtype, enabled=precision.dtype is not None):
             logits = model(images)
-        loss = criterion(logits.float(), torch.stack([y for _, y in items]))
+        loss = criterion(engine.loss_input(logits, criterion), torch.stack([y for _, y in items]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

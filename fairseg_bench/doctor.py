@@ -96,7 +96,7 @@ def step_seconds(dtype: torch.dtype | None, *, model_name: str, batch: int, size
     def step():
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             logits = model(images)
-        loss = criterion(logits.float(), target)
+        loss = criterion(engine.loss_input(logits, criterion), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

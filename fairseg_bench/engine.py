@@ -50,20 +50,25 @@ def poly_schedule(optimizer: torch.optim.Optimizer, total_steps: int, power: flo
 
 
 # ----------------------------------------------------------------------------- memory layout
-def _contiguous_output(module: nn.Module, inputs, output):
-    return output.contiguous() if torch.is_tensor(output) else output
-
-
 def to_channels_last(model: nn.Module) -> nn.Module:
-    """``model`` in channels_last (NHWC), its output handed on in the standard (NCHW) layout.
+    """``model`` in channels_last (NHWC): its convolutions gain from it (oneDNN on CPU, tensor cores
+    on CUDA), and its logits come out NHWC-strided.
 
-    The convolutions gain from NHWC (oneDNN on CPU, tensor cores on CUDA); the losses reduce
-    over the class dimension, which on CPU runs ~7× slower on NHWC logits than the copy back
-    costs (``benchmarks/bench_step.py --profile``). A forward hook, so ``state_dict()`` is unchanged.
+    The per-pixel CE losses read NHWC logits in place (``channels_last_logits``); the training
+    loop copies them to NCHW for the others (:func:`loss_input`). ``state_dict()`` is unchanged.
     """
-    model = model.to(memory_format=torch.channels_last)
-    model.register_forward_hook(_contiguous_output)
-    return model
+    return model.to(memory_format=torch.channels_last)
+
+
+def loss_input(logits: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
+    """The logits as ``criterion`` takes them: float32, and NCHW unless it reads NHWC in place.
+
+    On CPU the class-dimension reductions of the other losses run several times slower on NHWC
+    logits than the copy back costs (``benchmarks/bench_step.py --profile``).
+    """
+    if not getattr(criterion, "channels_last_logits", False):
+        logits = logits.contiguous()
+    return logits.float()  # the losses' log-sum-exps and tilts in float32
 
 
 # ----------------------------------------------------------------------------- training
@@ -188,7 +193,7 @@ def _train_step(state: TrainState, model: nn.Module, params: list, images, targe
     """One optimizer step on a batch (the sampler fed its loss); returns the loss and the gradient norm."""
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
         logits = model(images)
-    loss = state.criterion(logits.float(), target)  # the losses' log-sum-exps and tilts in float32
+    loss = state.criterion(loss_input(logits, state.criterion), target)
     loss_value = _global_mean(loss)
     if not math.isfinite(loss_value):
         raise NonFiniteLoss(f"step {state.step + 1}: the loss is {loss_value}; training stopped before applying it")

@@ -402,6 +402,10 @@ def run_task(cfg: ExperimentConfig, loss: str, seed: int) -> Path:
     losses = parse_losses(cfg)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(cfg.device)
+    if device.type == "cpu":  # a process of its own, CPU-bound: a batch job (fairseg_bench.cpu_process)
+        from fairseg_bench.cpu_process import tune_training_process
+
+        tune_training_process()
     rank = 0
     if world_size > 1:
         if device.type == "cuda":

@@ -41,6 +41,28 @@ def test_every_registered_loss_builds_and_trains(name):
     assert spec.label == parse_loss_spec(spec.text).label and re.fullmatch(r"[a-z0-9.\-_]+", spec.label)
 
 
+@pytest.mark.parametrize("name", available_losses())
+def test_every_loss_takes_channels_last_logits_as_nchw(name):
+    """A channels_last model's NHWC logits give every loss the same value and gradient as NCHW ones:
+    those with ``channels_last_logits`` read them in place, the training loop copies them for the rest."""
+    from fairseg_bench.engine import loss_input
+
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        loss_fn = build_loss(name, num_classes=NUM_CLASSES, class_pixel_counts=COUNTS, class_image_counts=IMAGE_COUNTS)
+        logits, target = batch(3)
+        logits = logits.contiguous(memory_format=layout).requires_grad_(True)
+        fed = loss_input(logits, loss_fn)
+        if layout == torch.channels_last:
+            assert not fed.is_contiguous() if loss_fn.channels_last_logits else fed.is_contiguous()
+        loss = loss_fn(fed, target)
+        loss.backward()
+        results.append((loss.detach(), logits.grad.contiguous()))
+    (nchw, grad_nchw), (nhwc, grad_nhwc) = results
+    torch.testing.assert_close(nhwc, nchw, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad_nhwc, grad_nchw, rtol=1e-5, atol=1e-8)
+
+
 def test_registry_names():
     assert set(available_losses()) == {"mcce", "wce", "focal", "tce", "tce-image", "tce-class", "tce-online", "rcs",
                                        "cus", "lovasz", "dice", "dice-ce", "cb", "la", "ohem"}

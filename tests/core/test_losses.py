@@ -256,6 +256,25 @@ def test_gradcheck_float64(name):
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONAL))
+def test_nhwc_logits_give_the_nchw_value_and_gradient(name):
+    """NHWC logits (a channels_last model's) go through the CE as a (pixels, C) matrix, read in place."""
+    logits, target = make_batch(10)
+    nhwc = logits.contiguous(memory_format=torch.channels_last)
+    assert L._is_channels_last(nhwc) and not L._is_channels_last(logits)
+    results = []
+    for x in (logits, nhwc):
+        x = x.detach().requires_grad_(True)
+        loss = FUNCTIONAL[name](x, target)
+        loss.backward()
+        results.append((loss, x.grad))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_b, grad_a, rtol=1e-12, atol=1e-14)
+    if name == "mcce":
+        assert loss_b.item() == pytest.approx(ref_mcce(logits, target), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONAL))
 def test_ignored_pixels_never_change_loss_or_gradient(name):
     logits, target = make_batch(9, empty_image=0)
     ignored = (target == IGNORE).unsqueeze(1).expand_as(logits)

@@ -291,3 +291,27 @@ def test_multi_gpu_task_exports_the_torch_distributed_environment(monkeypatch):
     Env.num_tasks = 1
     submit.RunTask._export_distributed()
     assert exported == [False]  # one task: a plain single-process run
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH and glibc's mallopt are Linux's")
+def test_a_cpu_run_process_is_a_batch_job():
+    """``train`` processes on CPU ask for SCHED_BATCH and keep freed memory (fairseg_bench.cpu_process);
+    in a process of its own, since the settings last for the process."""
+    import platform
+
+    code = ("import os; from fairseg_bench.cpu_process import tune_training_process; "
+            "print(tune_training_process(), os.sched_getscheduler(0) == os.SCHED_BATCH)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("]")
+    applied, batch = out[0] + "]", out[1].strip()
+    assert "SCHED_BATCH" in applied and batch == "True"
+    assert ("mallopt" in applied) == (platform.libc_ver()[0] == "glibc")
+
+
+def test_run_task_tunes_a_cpu_process(tmp_path, monkeypatch):
+    from fairseg_bench import cpu_process, runner
+
+    calls = []
+    monkeypatch.setattr(cpu_process, "tune_training_process", lambda: calls.append(1) or [])
+    cfg = load_config(write_config(tmp_path)).override(out=str(tmp_path / "runs"), quiet=True)
+    run_dir = runner.run_task(cfg, "mcce", 0)
+    assert calls == [1] and (run_dir / "metrics.json").is_file()
