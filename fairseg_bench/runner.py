@@ -60,7 +60,7 @@ class Experiment:
     device: torch.device
     train_set: object
     val_set: object
-    class_index: object
+    class_index: object  # None in a sweep's parent process for a generated data set (prepare)
     folder: Path
     config_hash: str
     rank: int = 0
@@ -107,8 +107,14 @@ def check_output_folder(folder: Path, expected_hash: str) -> None:
 
 
 def prepare(cfg: ExperimentConfig, *, rank: int = 0, world_size: int = 1,
-            device: torch.device | None = None) -> Experiment:
-    """Check the output folder, build the datasets and the (cached) class index."""
+            device: torch.device | None = None, launching: bool = False) -> Experiment:
+    """Check the output folder, build the datasets and the (cached) class index.
+
+    ``launching``: the runs train in processes of their own. The class index of a data set drawn
+    in memory (``generated``) is then left to them (``class_index`` None here): each run draws every
+    training image for its first epoch anyway, so its own pass costs it little, where one here would
+    draw them all once more before any run starts. A file data set is indexed here, once.
+    """
     from fairseg_bench.data import build_dataset
     from fairseg_bench.data.index import build_class_index
 
@@ -120,6 +126,8 @@ def prepare(cfg: ExperimentConfig, *, rank: int = 0, world_size: int = 1,
     train_set = build_dataset(data.dataset, root=data.root, split="train", **data.train_options)
     val_set = build_dataset(data.dataset, root=data.root, split=data.eval_split, **data.val_options)
     cache = folder / ".cache"
+    if launching and getattr(train_set, "generated", False):
+        return Experiment(cfg, device, train_set, val_set, None, folder, digest, rank, world_size)
     if rank == 0:
         class_index = build_class_index(train_set, cache_dir=cache)
     if world_size > 1:

@@ -99,6 +99,26 @@ def test_build_optimizer(name, cls):
         engine.build_optimizer(tiny_model(), "lbfgs", 0.1)
 
 
+@pytest.mark.parametrize("name, cls",
+                         [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_foreach_optimizer_steps_are_the_single_tensor_steps_bit_for_bit(name, cls):
+    """build_optimizer's foreach path on CPU against torch's per-parameter loop, five steps."""
+    torch.manual_seed(0)
+    ours, theirs = tiny_model(), tiny_model()
+    theirs.load_state_dict(ours.state_dict())
+    options = {"lr": 0.05, "weight_decay": 0.01, **({"momentum": 0.8} if name == "sgd" else {})}
+    optimizers = [engine.build_optimizer(ours, name, **options), cls(theirs.parameters(), foreach=False, **options)]
+    assert optimizers[0].defaults["foreach"] is True
+    images = torch.randn(4, 3, H, W)
+    for _ in range(5):
+        for model, optimizer in zip((ours, theirs), optimizers):
+            optimizer.zero_grad()
+            model(images).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_checkpoint_round_trip_is_weights_only(tmp_path):
     state = {"step": 3, "arr": np.arange(5, dtype=np.int32), "nested": [{"x": np.float64(2.5)}],
              "t": torch.ones(2), "rng": rng_states()}

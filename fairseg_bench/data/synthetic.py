@@ -444,6 +444,7 @@ class SyntheticStreets(torch.utils.data.Dataset):
     """
 
     name = "synthetic"
+    generated = True  # drawn in memory: a pass over the labels costs what drawing them does (runner.prepare)
     classes = list(CITYSCAPES_CLASSES)
     num_classes = len(CITYSCAPES_CLASSES)
     palette = CITYSCAPES_PALETTE

@@ -77,39 +77,44 @@ def _sota_rows(path, classes: list[str]):
                         columns=published.classes)[classes]
 
 
-def _figures(results, summary, confusion_method: str | None, labels: dict) -> list[tuple[str, str, object]]:
-    """(name, caption, Figure) of every figure the inputs allow."""
+def _figures(results, summary, confusion_method: str | None, labels: dict) -> list[tuple[str, str, bytes, bytes]]:
+    """(name, caption, PNG, PDF) of every figure the inputs allow, drawn two or more at a time."""
+    from functools import partial
+
     from fairseg_bench.report import figures as fg
 
     reference = summary.reference
     confusion_method = results.resolve(confusion_method or reference, what="confusion-matrix method")
     candidates = [
         ("tradeoff", "mIoU against worst-class IoU and against the sorted bottom group, with intervals; "
-         "the line joins the methods no other method beats on both.", fg.plot_tradeoff(summary, labels)),
+         "the line joins the methods no other method beats on both.", partial(fg.plot_tradeoff, summary, labels)),
         ("per_class_iou", f"Per-class IoU of every method, classes in the order of {reference}.",
-         fg.plot_per_class_iou(summary, labels)),
-        ("delta_iou", f"IoU difference per class against {reference}.", fg.plot_delta_iou(summary, labels)),
+         partial(fg.plot_per_class_iou, summary, labels)),
+        ("delta_iou", f"IoU difference per class against {reference}.", partial(fg.plot_delta_iou, summary, labels)),
         ("fairness", f"Fairness metrics against {reference}: differences in percentage points, seeds as dots.",
-         fg.plot_fairness(summary, labels)),
+         partial(fg.plot_fairness, summary, labels)),
         ("sampler_weights", "Stochastic TCE: class-draw weights during training (smoothed) and the classes drawn.",
-         fg.plot_sampler_weights(results, summary.methods, labels)),
-        ("training_curves", "Training loss and learning rate.", fg.plot_training_curves(results, summary, labels)),
+         partial(fg.plot_sampler_weights, results, summary.methods, labels)),
+        ("training_curves", "Training loss and learning rate.",
+         partial(fg.plot_training_curves, results, summary, labels)),
         ("qualitative", "Validation samples where the methods differ most: image, ground truth, each method.",
-         fg.plot_qualitative(results, summary, labels)),
+         partial(fg.plot_qualitative, results, summary, labels)),
         (f"confusion_{_safe(confusion_method)}", f"Row-normalised confusion matrix of {confusion_method}.",
-         fg.plot_confusion(results, confusion_method)),
+         partial(fg.plot_confusion, results, confusion_method)),
         ("image_miou", "Fairness across images: distribution of the per-image mIoU of every method (seeds "
-         "pooled); the shaded bands are the worst 5 % and 10 % of images.", _image_figure(results, summary, labels)),
+         "pooled); the shaded bands are the worst 5 % and 10 % of images.",
+         partial(_image_figure, results, summary, labels)),
     ]
     for attribute in summary.groups:
         safe = _safe(attribute)
         candidates += [
             (f"groups_{safe}_heatmap", f"IoU difference to {reference} per class and {attribute} (pp).",
-             fg.plot_group_heatmap(summary, attribute, labels)),
+             partial(fg.plot_group_heatmap, summary, attribute, labels)),
             (f"groups_{safe}_gap", f"Gap between the best and worst {attribute} (mIoU) and the worst {attribute}'s "
-             "mIoU per method, with intervals.", fg.plot_group_gap(summary, attribute, labels)),
+             "mIoU per method, with intervals.", partial(fg.plot_group_gap, summary, attribute, labels)),
         ]
-    return [c for c in candidates if c[2] is not None]
+    drawn = fg.draw_figures([builder for _, _, builder in candidates])
+    return [(name, caption, *files) for (name, caption, _), files in zip(candidates, drawn) if files is not None]
 
 
 def _image_figure(results, summary, labels: dict):
@@ -206,15 +211,15 @@ def build_report(runs_paths, *, reference: str | None = None, out, formats=FORMA
 
 def _write_files(folder: Path, formats, tables, drawn, results, summary, latex_environment) -> list[str]:
     """Every file of the report under ``folder``; returns their paths relative to it."""
-    from fairseg_bench.report.figures import png_bytes, save_figure
     from fairseg_bench.report.html import write_html
     from fairseg_bench.results import write_atomic
 
     written: list[Path] = []
     rendered = []  # (name, caption, PNG bytes): each figure is drawn once for the files and the page
-    for name, caption, fig in drawn:
-        png = png_bytes(fig)
-        written += save_figure(fig, folder / "figures", name, png)
+    for name, caption, png, pdf in drawn:
+        for path, data in ((folder / "figures" / f"{name}.png", png), (folder / "figures" / f"{name}.pdf", pdf)):
+            write_atomic(path, data)
+            written.append(path)
         rendered.append((name, caption, png))
     for table in tables:
         if "latex" in formats:

@@ -52,6 +52,13 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def pdf_bytes(fig: Figure) -> bytes:
+    """The figure as PDF, the same bytes on every call (no creation date)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="pdf", dpi=DPI, metadata={"CreationDate": None})
+    return buffer.getvalue()
+
+
 def save_figure(fig: Figure, out_dir: str | Path, name: str, png: bytes | None = None) -> list[Path]:
     """Write ``name.png`` (``png`` if already rendered) and ``name.pdf`` under ``out_dir``; returns both paths."""
     from fairseg_bench.results import write_atomic
@@ -59,10 +66,44 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, png: bytes | None =
     out_dir = Path(out_dir)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     write_atomic(paths[0], png if png is not None else png_bytes(fig))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="pdf", dpi=DPI, metadata={"CreationDate": None})  # reproducible bytes
-    write_atomic(paths[1], buffer.getvalue())
+    write_atomic(paths[1], pdf_bytes(fig))
     return paths
+
+
+# ----------------------------------------------------------------------------- drawing in parallel
+_PENDING: list = []  # the builders forked workers draw: inherited by the fork, never pickled
+
+
+def _draw(builder) -> tuple[bytes, bytes] | None:
+    fig = builder()
+    return None if fig is None else (png_bytes(fig), pdf_bytes(fig))
+
+
+def _draw_pending(index: int) -> tuple[bytes, bytes] | None:
+    return _draw(_PENDING[index])
+
+
+def draw_figures(builders: list, workers: int | None = None) -> list[tuple[bytes, bytes] | None]:
+    """(PNG, PDF) bytes of each ``builder()``'s figure (None where it draws none), in order.
+
+    Drawing and rendering the figures is most of a report's time and uses one core; with two or more
+    cores and ``fork`` the builders run in forked worker processes, which share the summary and the
+    results without pickling them (the bytes are the same either way).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from fairseg_bench.launch.resources import cpu_cores
+
+    workers = min(len(builders), workers or cpu_cores())
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_draw(builder) for builder in builders]
+    _PENDING[:] = builders
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_draw_pending, range(len(builders))))
+    finally:
+        _PENDING.clear()
 
 
 def _new(width: float, height: float, **kwargs) -> Figure:

@@ -315,3 +315,14 @@ def test_run_task_tunes_a_cpu_process(tmp_path, monkeypatch):
     cfg = load_config(write_config(tmp_path)).override(out=str(tmp_path / "runs"), quiet=True)
     run_dir = runner.run_task(cfg, "mcce", 0)
     assert calls == [1] and (run_dir / "metrics.json").is_file()
+
+
+def test_a_launching_sweep_leaves_a_generated_data_sets_index_to_its_runs(tmp_path):
+    """The parent of launched runs draws no synthetic image (each run indexes the images it draws anyway);
+    run here, or for a file data set, the index is built first."""
+    from fairseg_bench import runner
+
+    cfg = load_config(write_config(tmp_path)).override(out=str(tmp_path / "runs"))
+    assert runner.prepare(cfg, launching=True).class_index is None
+    here = runner.prepare(cfg)
+    assert here.class_index.num_images == 16 and (here.folder / ".cache").is_dir()

@@ -288,6 +288,27 @@ def test_figures_written_with_their_size(experiment, report):
     assert Image.open(png).size == (width, height)
 
 
+def test_figures_drawn_in_forked_workers_are_the_serial_bytes(experiment):
+    """The report's figures drawn two at a time in forked processes: the same PNG and PDF bytes, in
+    order, as drawn one by one here; a builder that draws nothing gives None in its place."""
+    from functools import partial
+
+    from fairseg_bench.report import figures as fg
+    from fairseg_bench.results.read import read_results
+    from fairseg_bench.results.summary import summarize
+
+    summary = summarize(read_results([experiment]), "mcce", n_boot=20)
+    builders = [partial(fg.plot_per_class_iou, summary), lambda: None, partial(fg.plot_fairness, summary),
+                partial(fg.plot_delta_iou, summary)]
+    parallel = fg.draw_figures(builders, workers=2)
+    serial = fg.draw_figures(builders, workers=1)
+    assert parallel[1] is None and serial[1] is None and not fg._PENDING
+    for drawn, alone in zip(parallel, serial):
+        assert drawn == alone
+    png, pdf = parallel[0]
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and pdf[:5] == b"%PDF-" and png != parallel[2][0]
+
+
 def test_confusion_figure_is_row_normalised(experiment):
     from fairseg_bench.report import figures as fg
     from fairseg_bench.results.read import read_results
