@@ -30,8 +30,11 @@ def _test_write_delay() -> None:
         time.sleep(float(delay))
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: readers see all or nothing."""
+def write_atomic(path: str | os.PathLike, data: bytes | str, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers see all or nothing.
+
+    ``durable=False`` skips the fsync, for caches that are rebuilt when lost.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -39,8 +42,9 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make results private to the writer
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         _test_write_delay()
         os.replace(tmp, path)
     except BaseException:

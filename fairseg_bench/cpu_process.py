@@ -1,4 +1,5 @@
-"""What a CPU training process asks of the operating system: it is a batch job.
+"""This process and the CPU: the cores it may use, and what a CPU training process asks of the
+operating system (it is a batch job).
 
 A run on CPU is one long, CPU-bound loop, often one of several single-thread processes sharing
 the cores (``run --jobs 3`` on 2 cores is ``make run``). Two settings make it cheaper, both
@@ -22,6 +23,14 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 _TRIM_THRESHOLD = 1024 * 1024 * 1024
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask, which containers and Slurm set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (not on Linux)
+        return os.cpu_count() or 1
 
 
 def batch_scheduling() -> bool:

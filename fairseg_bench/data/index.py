@@ -9,10 +9,11 @@ an unchanged dataset reuses the file.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
-import tempfile
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def _read_cache(path: Path, key: str, num_images: int, num_classes: int) -> np.n
             if str(data["key"]) != key:
                 return None
             counts = data["pixel_counts"]
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # missing, truncated, corrupt
         return None
     if counts.shape != (num_images, num_classes):
         return None
@@ -124,15 +125,11 @@ def _read_cache(path: Path, key: str, num_images: int, num_classes: int) -> np.n
 
 def _write_cache(path: Path, key: str, counts: np.ndarray) -> None:
     """Temp file + rename, so a concurrent reader (another rank, another run) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, pixel_counts=counts, key=np.array(key))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from fairseg_bench.atomic import write_atomic
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, pixel_counts=counts, key=np.array(key))
+    write_atomic(path, buffer.getvalue(), durable=False)
 
 
 def default_cache_dir() -> Path:

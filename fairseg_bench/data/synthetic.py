@@ -24,6 +24,12 @@ hood band at the bottom is labelled 255 (ignore). Target class-profile ranges ar
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter, zoom
@@ -479,6 +485,25 @@ class SyntheticStreets(torch.utils.data.Dataset):
             self._memo[index] = scene
         return scene
 
+    def draw_all(self, cache_dir=None, workers: int = 1) -> None:
+        """Every image into the memo: read from ``cache_dir`` where a process drew this split with
+        the same fingerprint, else drawn here (in ``workers`` forked processes when there are enough
+        images to pay for them) and written there for the next process."""
+        if self._memo is None or len(self._memo) == self.num_images:
+            return
+        path = None if cache_dir is None else Path(cache_dir) / f"scenes-{self.split}-{self._cache_key()[:16]}.npz"
+        drawn = _read_scenes(path, self._cache_key(), self.num_images, self.size) if path else None
+        if drawn is None:
+            drawn = _draw_scenes(self, workers if self.num_images >= _PARALLEL_DRAW_MIN else 1)
+            if path is not None:
+                _write_scenes(path, self._cache_key(), *drawn)
+        images, labels = drawn
+        images.flags.writeable = labels.flags.writeable = False  # shared by every caller, as the memo's
+        self._memo.update((i, (images[i], labels[i])) for i in range(self.num_images))
+
+    def _cache_key(self) -> str:
+        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()
+
     def image(self, index: int) -> np.ndarray:
         """Raw RGB, uint8 (H, W, 3)."""
         return self._scene(index)[0]
@@ -497,3 +522,53 @@ class SyntheticStreets(torch.utils.data.Dataset):
         if self.transforms is not None:
             return self.transforms(image, label)
         return normalize_image(torch.tensor(image).permute(2, 0, 1)), torch.tensor(label, dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------- drawing once per experiment
+_PARALLEL_DRAW_MIN = 256  # fewer images are drawn faster than a process pool starts
+
+
+def _draw_range(dataset: SyntheticStreets, indices: range) -> tuple[np.ndarray, np.ndarray]:
+    scenes = [render_scene(np.random.SeedSequence([dataset.seed, SPLIT_CODES[dataset.split], i]), dataset.size)
+              for i in indices]
+    return np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
+
+
+def _draw_scenes(dataset: SyntheticStreets, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, H, W, 3)`` and labels ``(N, H, W)``, uint8, drawn in ``workers`` forked processes
+    (the same bytes as one by one: each image has its own seed)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = dataset.num_images
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return _draw_range(dataset, range(n))
+    bounds = np.linspace(0, n, workers * 4 + 1).astype(int)
+    ranges = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        parts = list(pool.map(_draw_range, [dataset] * len(ranges), ranges))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _read_scenes(path: Path, key: str, n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached drawing, or None when the file is missing, unreadable or of other settings."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                return None
+            images, labels = data["images"], data["labels"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # missing, truncated, corrupt
+        return None
+    if images.shape != (n, *size, 3) or labels.shape != (n, *size) or images.dtype != np.uint8 != labels.dtype:
+        return None
+    return images, labels
+
+
+def _write_scenes(path: Path, key: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Uncompressed (reading it back must cost far less than drawing); temp file + rename, so a
+    concurrent reader never sees half a file."""
+    from fairseg_bench.atomic import write_atomic
+
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, labels=labels, key=np.array(key))
+    write_atomic(path, buffer.getvalue(), durable=False)

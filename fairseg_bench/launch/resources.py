@@ -3,13 +3,7 @@ from __future__ import annotations
 
 import os
 
-
-def cpu_cores() -> int:
-    """The cores this process may run on (its affinity mask, which containers and Slurm set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # (not on Linux)
-        return os.cpu_count() or 1
+from fairseg_bench.cpu_process import cpu_cores
 
 
 def visible_gpus(device: str) -> list[str]:

@@ -30,11 +30,10 @@ def run_experiment(cfg: ExperimentConfig, *, wait: bool = True) -> SweepOutcome:
 
         require_submitit()  # before anything is built or written
     losses = runner.parse_losses(cfg)
-    launcher = cfg.launcher
-    here = launcher.name == "process" and (launcher.jobs or default_jobs(cfg.device)) == 1
-    exp = runner.prepare(cfg, launching=not here)  # (a file data set's class index is cached before any run needs it)
+    exp = runner.prepare(cfg)  # (the class index is cached before any launched run needs it)
     folders = [runner.run_folder(exp, loss, seed) for loss in losses for seed in cfg.seeds]
-    if here:
+    launcher = cfg.launcher
+    if launcher.name == "process" and (launcher.jobs or default_jobs(cfg.device)) == 1:
         stopped = runner.run_sequentially(exp, losses)
         error = f"{len(stopped)} run(s) stopped on a NaN/Inf loss: {', '.join(stopped)}" if stopped else None
     else:

@@ -93,7 +93,7 @@ def draw_figures(builders: list, workers: int | None = None) -> list[tuple[bytes
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from fairseg_bench.launch.resources import cpu_cores
+    from fairseg_bench.cpu_process import cpu_cores
 
     workers = min(len(builders), workers or cpu_cores())
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():

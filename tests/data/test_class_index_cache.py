@@ -68,6 +68,9 @@ def test_corrupt_cache_is_rebuilt(small_synthetic, tmp_path):
     index = build_class_index(small_synthetic, cache_dir=tmp_path)
     assert (index.pixel_counts == brute_force_counts(small_synthetic)).all()
     assert np.load(path)["pixel_counts"].shape == (24, 19)
+    path.write_bytes(path.read_bytes()[:-40])  # truncated: a zip without its end record
+    index = build_class_index(small_synthetic, cache_dir=tmp_path)
+    assert (index.pixel_counts == brute_force_counts(small_synthetic)).all()
 
 
 def test_file_dataset_rebuilt_when_a_label_changes(tmp_path):

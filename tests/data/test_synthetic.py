@@ -33,6 +33,37 @@ def test_same_seed_gives_identical_bytes_in_any_order():
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
 
 
+def test_drawn_once_shared_through_the_cache_and_redrawn_when_it_does_not_fit(tmp_path, monkeypatch):
+    """draw_all: forked workers give the bytes drawn one by one; a second process reads the cache (it
+    draws nothing); a cache of other settings, or a broken one, is redrawn and replaced."""
+    from fairseg_bench.data import synthetic
+
+    monkeypatch.setattr(synthetic, "_PARALLEL_DRAW_MIN", 8)
+    alone = build_dataset("synthetic", split="val", num_images=24, size=[32, 64], seed=5)
+    first = build_dataset("synthetic", split="val", num_images=24, size=[32, 64], seed=5)
+    first.draw_all(cache_dir=tmp_path, workers=2)
+    (cache,) = tmp_path.glob("scenes-val-*.npz")
+    for i in range(24):
+        assert first.image(i).tobytes() == alone.image(i).tobytes()
+        assert first.label(i).tobytes() == alone.label(i).tobytes()
+    assert not first.image(3).flags.writeable
+
+    drawn = []
+    monkeypatch.setattr(synthetic, "render_scene", lambda *a, **k: drawn.append(1) or alone._scene(0))
+    second = build_dataset("synthetic", split="val", num_images=24, size=[32, 64], seed=5)
+    second.draw_all(cache_dir=tmp_path, workers=1)
+    assert not drawn and second.label(17).tobytes() == alone.label(17).tobytes()
+
+    other = build_dataset("synthetic", split="val", num_images=24, size=[32, 64], seed=6)
+    other.draw_all(cache_dir=tmp_path, workers=1)  # another seed: its own file, drawn
+    assert len(drawn) == 24 and len(list(tmp_path.glob("scenes-val-*.npz"))) == 2
+    cache.write_bytes(cache.read_bytes()[:1000])  # truncated
+    monkeypatch.undo()
+    again = build_dataset("synthetic", split="val", num_images=24, size=[32, 64], seed=5)
+    again.draw_all(cache_dir=tmp_path, workers=1)
+    assert again.image(9).tobytes() == alone.image(9).tobytes() and cache.stat().st_size > 1000
+
+
 def test_seeds_and_splits_differ():
     base = build_dataset("synthetic", split="train", num_images=4, seed=0)
     other_seed = build_dataset("synthetic", split="train", num_images=4, seed=1)

@@ -317,12 +317,18 @@ def test_run_task_tunes_a_cpu_process(tmp_path, monkeypatch):
     assert calls == [1] and (run_dir / "metrics.json").is_file()
 
 
-def test_a_launching_sweep_leaves_a_generated_data_sets_index_to_its_runs(tmp_path):
-    """The parent of launched runs draws no synthetic image (each run indexes the images it draws anyway);
-    run here, or for a file data set, the index is built first."""
+def test_a_generated_data_set_is_drawn_once_for_the_experiments_processes(tmp_path, monkeypatch):
+    """prepare draws every synthetic image and caches the drawing; a run process's prepare (another
+    Experiment, as in a child) then reads it and draws nothing."""
     from fairseg_bench import runner
+    from fairseg_bench.data import synthetic
 
     cfg = load_config(write_config(tmp_path)).override(out=str(tmp_path / "runs"))
-    assert runner.prepare(cfg, launching=True).class_index is None
-    here = runner.prepare(cfg)
-    assert here.class_index.num_images == 16 and (here.folder / ".cache").is_dir()
+    parent = runner.prepare(cfg)
+    assert {p.name.split("-")[1] for p in (parent.folder / ".cache").glob("scenes-*.npz")} == {"train", "val"}
+    drawn = []
+    real = synthetic.render_scene
+    monkeypatch.setattr(synthetic, "render_scene", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    child = runner.prepare(cfg)
+    assert not drawn and child.class_index.num_images == 16
+    assert child.train_set.label(7).tobytes() == parent.train_set.label(7).tobytes()
