@@ -9,6 +9,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import bench_process  # noqa: E402
 import bench_step  # noqa: E402
 import gpu_check  # noqa: E402
 
@@ -44,6 +45,18 @@ def test_step_benchmark_runs(capsys):
     marked = [name for name, line in rows.items() if "← amp: auto" in line]
     chosen = "channels_last, bfloat16 (amp: bf16)" if cpu_bf16_native() else "channels_last, float32 (amp: false)"
     assert marked == [chosen]
+
+
+def test_process_benchmark_runs_both_variants(capsys):
+    """Two processes a round, one round each way: the table, and the settings the tuned ones took."""
+    bench_process.main(["--procs", "2", "--steps", "2", "--rounds", "1"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:6]]
+            for line in out.splitlines() if line.startswith(("| plain", "| tuned"))}
+    assert set(rows) == {"plain", "tuned"} and all(v[0] > 0 and v[1] > 0 for v in rows.values())
+    assert "plain / tuned, wall per step:" in out
+    if sys.platform.startswith("linux"):
+        assert "tuned: SCHED_BATCH" in out
 
 
 @pytest.mark.slow
