@@ -21,10 +21,10 @@ from fairseg_bench.precision import cpu_bf16_native, cpu_isa, resolve_precision
 # make run: 3 losses, one single-thread process each (Makefile), plus what is not training:
 # interpreter and torch start-up, synthetic data, evaluation, checkpoints and the report.
 MAKE_RUN_LOSSES = 3
-# measured: make run's wall time minus 3 x the steps x the step time / 2 cores, on 2 idle cores (56 s
-# with ONEDNN_MAX_CPU_ISA=AVX2, 66 s with native bfloat16, at 3,000 steps; benchmarks/README.md): the
-# start-up, data, evaluation and report, and three processes sharing two cores
-MAKE_RUN_OVERHEAD_S = 60.0
+# measured: make run's wall time minus 3 x the steps x the step time / 2 cores, on 2 idle cores (36 s
+# with ONEDNN_MAX_CPU_ISA=AVX2, 32 s with native bfloat16, at 3,000 steps; benchmarks/README.md): the
+# start-up, the drawing of the data, evaluation and the report
+MAKE_RUN_OVERHEAD_S = 35.0
 
 
 def cpu_model() -> str:

@@ -26,7 +26,7 @@ PRESETS = sorted(PRESET_DIR.glob("*.yaml"))
 # hashes: a preset edit that changes one must be deliberate.
 PRESET_HASHES = {
     "ade20k_dlv3p_r101": "8881441eddb88588d2d0040405ccd7cd4e479743891d8811075ed05e1e098b73",
-    "camvid": "5608f6af494b06937dbd9273feaa95b002d8062895e84242bc9fe11de32cd569",
+    "camvid": "4de72997a0a9d1ea5572a36d2fdefbc32aaf543d0918cdf4318f5af053e47520",
     "ci": "1a6581cefe8789f22fc87296d9fbf88d507dd1a9113a3c3b15023326401d16ee",
     "cityscapes_dlv3p_r101": "b8f1a4deaea0191e03df881a47d7db6a1e0bcdc29a389778368cf9a1c3a811ed",
     "quick": "f77a132108e3c771af4fb47c2b99d13d451eb7ba8d5f6f2f22a62fd05f0e9bc0",

@@ -221,7 +221,9 @@ def _kill_after_checkpoint(cmd, run_dir: Path, timeout=120):
 
 
 @pytest.mark.parametrize("loss, label, amp", [
-    ("tce", "tce-t1", "true"),  # sampler state: class RNG, log-tilted losses, draw histogram
+    # sampler state (class RNG, log-tilted losses, draw histogram); the default suite resumes it too,
+    # killed by submitit's local executor (tests/launch) and in-process (tests/test_engine.py)
+    pytest.param("tce", "tce-t1", "true", marks=pytest.mark.slow),
     ("mcce", "mcce", "bf16"),  # bfloat16 autocast on CPU
     pytest.param("tce-online", "tce-online-t1", "true", marks=pytest.mark.slow),  # loss-module buffers
 ])
