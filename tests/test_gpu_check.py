@@ -47,6 +47,7 @@ def test_step_benchmark_runs(capsys):
     assert marked == [chosen]
 
 
+@pytest.mark.slow  # ~8 s of process start-ups; the settings it times are tested in tests/launch
 def test_process_benchmark_runs_both_variants(capsys):
     """Two processes a round, one round each way: the table, and the settings the tuned ones took."""
     bench_process.main(["--procs", "2", "--steps", "2", "--rounds", "1"])

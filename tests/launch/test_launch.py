@@ -82,6 +82,7 @@ def test_jobs_2_matches_jobs_1(reference, tmp_path):
                                                                    "metrics.json", "samples.npz"]
 
 
+@pytest.mark.slow  # the default suite runs the local launcher in the stricter preemption test below
 def test_launcher_local_matches_jobs_1(reference, tmp_path):
     out = fairseg("run", "-c", write_config(tmp_path), "--out", tmp_path / "runs", "--quiet", "--no-report",
                   "--launcher", "local", "--jobs", "2")
