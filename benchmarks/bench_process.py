@@ -27,32 +27,14 @@ def child(steps: int, tune: bool) -> None:
     """One process's loop; prints its per-step figures as JSON."""
     import torch
 
-    from fairseg_bench import engine
     from fairseg_bench.cpu_process import tune_training_process
-    from fairseg_bench.data import build_dataset
-    from fairseg_bench.loss_specs import build_loss
-    from fairseg_bench.models import build_model
+    from fairseg_bench.doctor import training_step
     from fairseg_bench.precision import resolve_precision
 
     applied = tune_training_process() if tune else []
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    ds = build_dataset("synthetic", split="train", num_images=4, size=[64, 128], seed=0)
-    images = torch.stack([ds[i][0] for i in range(4)]).contiguous(memory_format=torch.channels_last)
-    target = torch.stack([ds[i][1] for i in range(4)])
-    model = engine.to_channels_last(build_model("unet_add", num_classes=ds.num_classes))
-    criterion = build_loss("mcce", num_classes=ds.num_classes)
-    optimizer = engine.build_optimizer(model, "adam", 1e-3)
-    dtype = resolve_precision("auto", torch.device("cpu")).dtype
-
-    def step():
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            logits = model(images)
-        loss = criterion(engine.loss_input(logits, criterion), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(resolve_precision("auto", torch.device("cpu")).dtype, model_name="unet_add", batch=4,
+                         size=(64, 128))
     for _ in range(2):
         step()
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

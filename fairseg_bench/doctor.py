@@ -76,10 +76,9 @@ def preset_precisions() -> dict[str, dict]:
     return out
 
 
-def step_seconds(dtype: torch.dtype | None, *, model_name: str, batch: int, size: tuple[int, int],
-                 steps: int = 5) -> float:
-    """Mean seconds per training step (after 2 warm-up steps) of ``model_name`` in one thread,
-    channels_last, autocast ``dtype`` (None: float32), Adam, on a synthetic batch."""
+def training_step(dtype: torch.dtype | None, *, model_name: str, batch: int, size: tuple[int, int]):
+    """One training step of ``model_name`` as ``run`` takes it, as a callable: channels_last, autocast
+    ``dtype`` (None: float32), the library's MCCE, Adam, on a fixed synthetic batch."""
     from fairseg_bench import engine
     from fairseg_bench.data import build_dataset
     from fairseg_bench.loss_specs import build_loss
@@ -91,9 +90,9 @@ def step_seconds(dtype: torch.dtype | None, *, model_name: str, batch: int, size
     torch.manual_seed(0)
     model = engine.to_channels_last(build_model(model_name, num_classes=ds.num_classes))
     criterion = build_loss("mcce", num_classes=ds.num_classes, ignore_index=255, class_pixel_counts=None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = engine.build_optimizer(model, "adam", 1e-3)
 
-    def step():
+    def step() -> None:
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             logits = model(images)
         loss = criterion(engine.loss_input(logits, criterion), target)
@@ -101,6 +100,13 @@ def step_seconds(dtype: torch.dtype | None, *, model_name: str, batch: int, size
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def step_seconds(dtype: torch.dtype | None, *, model_name: str, batch: int, size: tuple[int, int],
+                 steps: int = 5) -> float:
+    """Mean seconds per :func:`training_step` (after 2 warm-up steps) in one thread."""
+    step = training_step(dtype, model_name=model_name, batch=batch, size=size)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

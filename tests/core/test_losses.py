@@ -255,19 +255,21 @@ def test_gradcheck_float64(name):
     assert torch.autograd.gradcheck(lambda x: fn(x, target), (logits,))
 
 
+def loss_and_gradient(fn, logits, target):
+    """``fn(logits, target)`` and its gradient with respect to (a copy of) ``logits``, in their layout."""
+    x = logits.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+    loss = fn(x, target)
+    loss.backward()
+    return loss, x.grad
+
+
 @pytest.mark.parametrize("name", list(FUNCTIONAL))
 def test_nhwc_logits_give_the_nchw_value_and_gradient(name):
     """NHWC logits (a channels_last model's) go through the CE as a (pixels, C) matrix, read in place."""
     logits, target = make_batch(10)
     nhwc = logits.contiguous(memory_format=torch.channels_last)
     assert L._is_channels_last(nhwc) and not L._is_channels_last(logits)
-    results = []
-    for x in (logits, nhwc):
-        x = x.detach().requires_grad_(True)
-        loss = FUNCTIONAL[name](x, target)
-        loss.backward()
-        results.append((loss, x.grad))
-    (loss_a, grad_a), (loss_b, grad_b) = results
+    (loss_a, grad_a), (loss_b, grad_b) = (loss_and_gradient(FUNCTIONAL[name], x, target) for x in (logits, nhwc))
     torch.testing.assert_close(loss_b, loss_a, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad_b, grad_a, rtol=1e-12, atol=1e-14)
     if name == "mcce":
@@ -280,13 +282,7 @@ def test_ignored_pixels_never_change_loss_or_gradient(name):
     ignored = (target == IGNORE).unsqueeze(1).expand_as(logits)
     other = logits.clone()
     other[ignored] = torch.randn(int(ignored.sum()), dtype=logits.dtype) * 50
-    results = []
-    for x in (logits, other):
-        x = x.clone().requires_grad_(True)
-        loss = FUNCTIONAL[name](x, target)
-        loss.backward()
-        results.append((loss, x.grad))
-    (loss_a, grad_a), (loss_b, grad_b) = results
+    (loss_a, grad_a), (loss_b, grad_b) = (loss_and_gradient(FUNCTIONAL[name], x, target) for x in (logits, other))
     assert loss_a.item() == loss_b.item()
     assert torch.equal(grad_a[~ignored], grad_b[~ignored])
     assert torch.count_nonzero(grad_a[ignored]) == 0 and torch.count_nonzero(grad_b[ignored]) == 0
