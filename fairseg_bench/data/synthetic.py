@@ -478,12 +478,16 @@ class SyntheticStreets(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {self.num_images} images")
         if self._memo is not None and index in self._memo:
             return self._memo[index]
-        scene = render_scene(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], index]), self.size)
+        scene = render_scene(self.seed_sequence(index), self.size)
         for array in scene:  # memoised arrays are shared by every caller: keep them immutable
             array.flags.writeable = False
         if self._memo is not None:
             self._memo[index] = scene
         return scene
+
+    def seed_sequence(self, index: int) -> np.random.SeedSequence:
+        """Image ``index``'s own seed: ``SeedSequence([seed, split, index])``."""
+        return np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], index])
 
     def draw_all(self, cache_dir=None, workers: int = 1) -> None:
         """Every image into the memo: read from ``cache_dir`` where a process drew this split with
@@ -491,18 +495,16 @@ class SyntheticStreets(torch.utils.data.Dataset):
         images to pay for them) and written there for the next process."""
         if self._memo is None or len(self._memo) == self.num_images:
             return
-        path = None if cache_dir is None else Path(cache_dir) / f"scenes-{self.split}-{self._cache_key()[:16]}.npz"
-        drawn = _read_scenes(path, self._cache_key(), self.num_images, self.size) if path else None
+        key = hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()
+        path = None if cache_dir is None else Path(cache_dir) / f"scenes-{self.split}-{key[:16]}.npz"
+        drawn = _read_scenes(path, key, self.num_images, self.size) if path else None
         if drawn is None:
             drawn = _draw_scenes(self, workers if self.num_images >= _PARALLEL_DRAW_MIN else 1)
             if path is not None:
-                _write_scenes(path, self._cache_key(), *drawn)
+                _write_scenes(path, key, *drawn)
         images, labels = drawn
         images.flags.writeable = labels.flags.writeable = False  # shared by every caller, as the memo's
         self._memo.update((i, (images[i], labels[i])) for i in range(self.num_images))
-
-    def _cache_key(self) -> str:
-        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()
 
     def image(self, index: int) -> np.ndarray:
         """Raw RGB, uint8 (H, W, 3)."""
@@ -529,24 +531,20 @@ _PARALLEL_DRAW_MIN = 256  # fewer images are drawn faster than a process pool st
 
 
 def _draw_range(dataset: SyntheticStreets, indices: range) -> tuple[np.ndarray, np.ndarray]:
-    scenes = [render_scene(np.random.SeedSequence([dataset.seed, SPLIT_CODES[dataset.split], i]), dataset.size)
-              for i in indices]
+    scenes = [render_scene(dataset.seed_sequence(i), dataset.size) for i in indices]
     return np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
 
 
 def _draw_scenes(dataset: SyntheticStreets, workers: int) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, H, W, 3)`` and labels ``(N, H, W)``, uint8, drawn in ``workers`` forked processes
     (the same bytes as one by one: each image has its own seed)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
 
-    n = dataset.num_images
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return _draw_range(dataset, range(n))
-    bounds = np.linspace(0, n, workers * 4 + 1).astype(int)
+    from fairseg_bench.cpu_process import fork_map
+
+    bounds = np.linspace(0, dataset.num_images, max(workers, 1) * 4 + 1).astype(int)
     ranges = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        parts = list(pool.map(_draw_range, [dataset] * len(ranges), ranges))
+    parts = fork_map(partial(_draw_range, dataset), ranges, workers)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -559,7 +557,8 @@ def _read_scenes(path: Path, key: str, n: int, size: tuple[int, int]) -> tuple[n
             images, labels = data["images"], data["labels"]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # missing, truncated, corrupt
         return None
-    if images.shape != (n, *size, 3) or labels.shape != (n, *size) or images.dtype != np.uint8 != labels.dtype:
+    if (images.shape != (n, *size, 3) or labels.shape != (n, *size)
+            or images.dtype != np.uint8 or labels.dtype != np.uint8):
         return None
     return images, labels
 

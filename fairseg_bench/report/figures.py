@@ -71,39 +71,21 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, png: bytes | None =
 
 
 # ----------------------------------------------------------------------------- drawing in parallel
-_PENDING: list = []  # the builders forked workers draw: inherited by the fork, never pickled
-
-
 def _draw(builder) -> tuple[bytes, bytes] | None:
     fig = builder()
     return None if fig is None else (png_bytes(fig), pdf_bytes(fig))
-
-
-def _draw_pending(index: int) -> tuple[bytes, bytes] | None:
-    return _draw(_PENDING[index])
 
 
 def draw_figures(builders: list, workers: int | None = None) -> list[tuple[bytes, bytes] | None]:
     """(PNG, PDF) bytes of each ``builder()``'s figure (None where it draws none), in order.
 
     Drawing and rendering the figures is most of a report's time and uses one core; with two or more
-    cores and ``fork`` the builders run in forked worker processes, which share the summary and the
-    results without pickling them (the bytes are the same either way).
+    cores they are drawn in forked workers (``cpu_process.fork_map``), which share the summary and
+    the results without pickling them (the bytes are the same either way).
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from fairseg_bench.cpu_process import cpu_cores, fork_map
 
-    from fairseg_bench.cpu_process import cpu_cores
-
-    workers = min(len(builders), workers or cpu_cores())
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_draw(builder) for builder in builders]
-    _PENDING[:] = builders
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(_draw_pending, range(len(builders))))
-    finally:
-        _PENDING.clear()
+    return fork_map(_draw, builders, workers or cpu_cores())
 
 
 def _new(width: float, height: float, **kwargs) -> Figure:

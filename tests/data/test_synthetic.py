@@ -62,6 +62,13 @@ def test_drawn_once_shared_through_the_cache_and_redrawn_when_it_does_not_fit(tm
     again = build_dataset("synthetic", split="val", num_images=24, size=[32, 64], seed=5)
     again.draw_all(cache_dir=tmp_path, workers=1)
     assert again.image(9).tobytes() == alone.image(9).tobytes() and cache.stat().st_size > 1000
+    with np.load(cache) as data:  # right key and shapes, labels of another dtype: redrawn too
+        np.savez(cache, images=data["images"], labels=data["labels"].astype(np.int16), key=data["key"])
+    wide = build_dataset("synthetic", split="val", num_images=24, size=[32, 64], seed=5)
+    wide.draw_all(cache_dir=tmp_path, workers=1)
+    assert wide.label(4).dtype == np.uint8 and wide.label(4).tobytes() == alone.label(4).tobytes()
+    with np.load(cache) as data:
+        assert data["labels"].dtype == np.uint8
 
 
 def test_seeds_and_splits_differ():
