@@ -1,8 +1,15 @@
 """Fixtures shared across the test folders."""
+import os
+
 import numpy as np
 import pytest
 from support.camvid import NAMES, blocky
 from support.fake_datasets import write_camvid
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core (pytest-xdist): one torch thread each, or the workers'
+    # thread pools would fight over the same cores. Set before any test imports torch.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="module")
