@@ -24,7 +24,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check fairseg_bench tests benchmarks
-	$(PY) -m pytest -q -n auto --dist loadfile  # one worker per core; a file's tests share its fixtures
+	$(PY) -m pytest -q -n auto --maxprocesses 8 --dist loadfile  # a worker per core, at most 8 (each holds torch); a file's tests share its fixtures
 	$(PY) -m pytest -q --doctest-modules fairseg_bench/core
 
 lint: $(STAMP)
