@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,8 @@ def _chunks(n: int, parts: int) -> list[np.ndarray]:
 
 
 def count_pixels(dataset, workers: int = 0, progress: bool = False) -> np.ndarray:
-    """One pass over ``dataset.label(i)`` for every i, in ``workers`` processes when > 0.
+    """One pass over ``dataset.label(i)`` for every i: here when ``workers`` is 0, else in ``workers``
+    forked processes (``cpu_process.fork_map``: here too with one, or where the platform cannot fork).
 
     Returns:
         int64 ``(N, K)`` counts, rows in dataset order.
@@ -78,13 +78,10 @@ def count_pixels(dataset, workers: int = 0, progress: bool = False) -> np.ndarra
         for chunk in iterator:
             results.append(_count_rows(dataset, chunk))
         return np.concatenate(results) if results else np.zeros((0, dataset.num_classes), np.int64)
-    # Fork shares the dataset without pickling it where available; the workers use numpy/PIL only.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    context = multiprocessing.get_context(method)
-    chunks = _chunks(n, workers * 4)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        results = list(pool.map(_count_rows, [dataset] * len(chunks), chunks))
-    return np.concatenate(results)
+    from fairseg_bench.cpu_process import fork_map
+
+    # the fork shares the dataset without pickling it; the workers use numpy/PIL only
+    return np.concatenate(fork_map(partial(_count_rows, dataset), _chunks(n, workers * 4), workers))
 
 
 def build_class_index(dataset, cache_dir=None, workers: int = 0, progress: bool = False) -> ClassIndex:
